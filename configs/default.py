@@ -1,0 +1,105 @@
+"""Base configuration of the TWR-VAE language model, and its variants.
+
+Every dataset config (`configs/ptb.py`, ...) starts from `get_config()` here,
+changes only what differs, and then applies a variant by name:
+
+  python -m launch.train --config=configs/ptb.py:twr_mean --workdir=/tmp/w
+
+Defaults are the paper's / released code's (SPEC A.3-A.6): emb 512, hidden 256,
+latent 32, LSTM, dropout 0.5, Adam lr 1e-4 eps 1e-6 with coupled L2 1e-5, batch
+64, loss summed over the batch, seed 999.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+# Variant name -> overrides (dotted field -> value). `vae*` are the paper's
+# VAE-LSTM / GRU / RNN baselines: KL on the last step only, with He et al.'s
+# linear KL annealing (0.1 -> 1 over 10 epochs).
+_VAE = {'model.kl_window': 'last', 'train.kl_schedule.kind': 'linear'}
+VARIANTS = {
+    'twr': {},
+    'twr_mean': {'model.z_mode': 'mean'},
+    'twr_sum': {'model.z_mode': 'sum'},
+    'twr_gru': {'model.cell': 'gru'},
+    'twr_rnn': {'model.cell': 'rnn'},
+    'twr_last25': {'model.kl_window': 'last25'},
+    'twr_last50': {'model.kl_window': 'last50'},
+    'twr_last75': {'model.kl_window': 'last75'},
+    'vae': _VAE,
+    'vae_gru': {**_VAE, 'model.cell': 'gru'},
+    'vae_rnn': {**_VAE, 'model.cell': 'rnn'},
+}
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The base config (paper sizes; no data source chosen)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 999
+  c.variant = 'twr'
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = 'text'  # 'text' (files in data.dir) or 'synthetic'.
+  c.data.dir = ''
+  c.data.file_pattern = '{split}.txt'
+  c.data.strip_label = False  # He et al.'s Yelp files start with a label.
+  c.data.keep_empty_tokens = False  # True: the original's '' tokens (A.1).
+  c.data.min_count = 1
+  c.data.bucket_size = 8  # Batches are padded to a multiple of this.
+  c.data.synthetic = ml_collections.ConfigDict(
+      dict(num_train=20000, num_valid=1000, num_test=1000, seed=0)
+  )
+
+  c.model = ml_collections.ConfigDict()
+  c.model.cell = 'lstm'
+  c.model.emb_dim = 512
+  c.model.hidden = 256
+  c.model.latent = 32
+  c.model.z_mode = 'last'
+  c.model.kl_window = 'all'
+  c.model.dropout = 0.5
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 64  # Global, over all devices and processes.
+  c.train.num_epochs = 1000
+  c.train.num_steps = config_dict.placeholder(int)  # Overrides num_epochs.
+  c.train.learning_rate = 1e-4
+  c.train.b1 = 0.9
+  c.train.b2 = 0.999
+  c.train.eps = 1e-6
+  c.train.weight_decay = 1e-5  # Coupled L2, like torch.optim.Adam.
+  c.train.grad_clip_norm = config_dict.placeholder(float)  # None: no clip.
+  c.train.loss_reduction = 'sum'  # 'sum' over the batch (paper) or 'mean'.
+  c.train.kl_schedule = ml_collections.ConfigDict(
+      dict(kind='constant', beta=1.0, start=0.1, warmup_epochs=10.0,
+           logistic_k=0.0025, logistic_x0=2500, cycles=4, ratio=0.5)
+  )
+  c.train.parallel = 'auto'  # 'auto' | 'pmap' | 'jit' (see parallel.py).
+  c.train.log_every_steps = 50
+  c.train.eval_every_steps = config_dict.placeholder(int)  # None: per epoch.
+  c.train.checkpoint_every_steps = config_dict.placeholder(int)  # None: evals.
+  c.train.keep_checkpoints = 3
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 64
+  c.eval.mi_group_size = 32  # Sentences per MI group (He et al.: 32).
+  c.eval.au_threshold = 0.01
+  return c
+
+
+def apply_variant(config: ml_collections.ConfigDict,
+                  variant: str) -> ml_collections.ConfigDict:
+  """Applies a named variant's overrides in place and records its name."""
+  variant = variant or 'twr'
+  if variant not in VARIANTS:
+    raise ValueError(
+        f'unknown variant {variant!r}; allowed: {", ".join(VARIANTS)}'
+    )
+  for field, value in VARIANTS[variant].items():
+    *path, leaf = field.split('.')
+    node = config
+    for part in path:
+      node = node[part]
+    node[leaf] = value
+  config.variant = variant
+  return config

@@ -1,0 +1,49 @@
+"""Trains a TWR-VAE language model: a thin absl entry point.
+
+  python -m launch.train --config=configs/synthetic.py --workdir=/tmp/twr
+  python -m launch.train --config=configs/ptb.py:twr \
+      --config.data.dir=../shared/data/ptb --workdir=/tmp/ptb \
+      --config.train.num_steps=200
+
+Re-running the same command on the same workdir resumes from its latest
+checkpoint. All logic lives in `twr_jax.train.train_and_evaluate`, so that
+notebooks and tests call exactly what this script calls.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from twr_jax import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics.')
+config_flags.DEFINE_config_file(
+    'config', None, 'A config file, optionally with a variant: FILE:VARIANT.',
+    lock_config=True,
+)
+flags.DEFINE_string('coordinator_address', None,
+                    'Multi-host: host:port of process 0 (jax.distributed).')
+flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
+flags.DEFINE_integer('process_id', None, 'Multi-host: this process.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.coordinator_address:
+    jax.distributed.initialize(
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
+    )
+  logging.info('Config:\n%s', FLAGS.config)
+  results = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  if results and jax.process_index() == 0:
+    print(train.format_table(results))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,126 @@
+"""Evaluation of a language model on a whole split (standard definitions).
+
+Every number is a function of the split and the parameters only: each
+sentence's noise comes from its own key, padding rows are masked out, and the
+MI groups are formed in a fixed order, so results do not change with the
+evaluation batch size or the device count.
+
+Per split it reports, per sentence unless noted:
+  loss      the training objective at beta = 1 (rec + timestep-wise KL term);
+  rec       -log p(x | z), z sampled from q(z | x);
+  kl        KL(q(z | x) || N(0, I)) of the Gaussian z is really drawn from
+            (SPEC A.10: q_T for 'last', the pooled Gaussian for mean / sum);
+  kl_twr    the objective's per-step-average KL (not a KL of z; SPEC A.9);
+  nll_elbo  rec + kl: a one-sample upper bound on -log p(x);
+  ppl       exp(sum nll_elbo / sum(|x| + 1)) (EOS counted, BOS not): an upper
+            bound on perplexity;
+  mi        He et al.'s mutual-information estimate (groups of
+            eval.mi_group_size sentences of similar length);
+  au        active units, Var_x E_q[z] >= eval.au_threshold.
+"""
+
+from typing import Any
+
+import jax
+from jax.experimental import multihost_utils
+import ml_collections
+import numpy as np
+
+from twr_jax import input_pipeline
+from twr_jax import losses
+from twr_jax import metrics
+from twr_jax import models
+from twr_jax import parallel
+
+Array = jax.Array
+
+
+def make_eval_step(model: models.TWRVAE, config: ml_collections.ConfigDict):
+  """Returns `eval_step(params, batch, key, *, axis_name)` -> per-sentence
+  outputs: 'rec', 'kl', 'kl_twr' <f32>[B]; 'z_mu', 'z_logvar', 'z'
+  <f32>[B, Z]."""
+  window = config.model.kl_window
+
+  def eval_step(params, batch, key, *, axis_name=None):
+    del axis_name  # Per-sentence outputs need no collective.
+    tokens, lengths = batch['tokens'], batch['lengths']
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, batch['index'])
+    out = model.apply({'params': params}, tokens, lengths, keys, train=False)
+    return dict(
+        rec=losses.token_nll(out['logits'], tokens[:, 1:], lengths),
+        kl=losses.gaussian_kl(out['z_mu'], out['z_logvar']),
+        kl_twr=losses.masked_kl(out['mu'], out['logvar'], lengths, window),
+        z_mu=out['z_mu'], z_logvar=out['z_logvar'], z=out['z'],
+    )
+
+  return eval_step
+
+
+class Evaluator:
+  """Evaluates parameters on a split's `Batcher`.
+
+  Attributes:
+    config: the run config ('eval' section).
+    layout: the device layout the parameters live in.
+    key: the evaluation key (fixed: the same noise at every evaluation).
+  """
+
+  def __init__(self, model: models.TWRVAE, config: ml_collections.ConfigDict,
+               layout: parallel.Layout, key: jax.Array):
+    self.config = config
+    self.layout = layout
+    self.key = key
+    self._step = layout.compile(make_eval_step(model, config), 3,
+                                broadcast_argnums=(2,))
+
+  def outputs(self, params, batcher: input_pipeline.Batcher) -> dict[str, np.ndarray]:
+    """Per-sentence outputs for every sentence of the split, in index order."""
+    chunks = []
+    for batch in batcher.eval_batches():
+      local = self.layout.shard(parallel.process_rows(batch))
+      out = self.layout.unshard(self._step(params, local, self.key))
+      if jax.process_count() > 1:
+        # Processes hold consecutive row blocks: gather them in order.
+        out = jax.tree_util.tree_map(
+            lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]),
+            multihost_utils.process_allgather(out),
+        )
+      keep = batch['weights'] > 0
+      out = {k: np.asarray(v)[keep] for k, v in out.items()}
+      out['length'] = batch['lengths'][keep]
+      out['index'] = batch['index'][keep]
+      chunks.append(out)
+    merged = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    order = np.argsort(merged['index'], kind='stable')
+    return {k: v[order] for k, v in merged.items()}
+
+  def evaluate(self, params, batcher: input_pipeline.Batcher) -> dict[str, float]:
+    """The split's metrics (see the module docstring)."""
+    return summarise(self.outputs(params, batcher), self.config)
+
+
+def summarise(out: dict[str, np.ndarray],
+              config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Reduces per-sentence outputs to the split's metrics."""
+  n = len(out['rec'])
+  rec, kl = out['rec'].astype(np.float64), out['kl'].astype(np.float64)
+  tokens = float(np.sum(out['length'] - 1))  # |x| + 1 scored tokens each.
+  # MI groups of similar-length sentences, like He et al.'s same-length
+  # batches; the order (length, index) does not depend on batching.
+  group_order = np.lexsort((out['index'], out['length']))
+  mi = metrics.grouped_mutual_information(
+      out['z_mu'][group_order].astype(np.float64),
+      out['z_logvar'][group_order].astype(np.float64),
+      out['z'][group_order].astype(np.float64),
+      config.eval.mi_group_size,
+  )
+  au, _ = metrics.active_units(out['z_mu'].astype(np.float64),
+                               config.eval.au_threshold)
+  kl_twr = out['kl_twr'].astype(np.float64)
+  return dict(
+      loss=float(np.sum(rec + kl_twr) / n), rec=float(np.sum(rec) / n),
+      kl=float(np.sum(kl) / n), kl_twr=float(np.sum(kl_twr) / n),
+      nll_elbo=float(np.sum(rec + kl) / n),
+      ppl=float(np.exp(np.sum(rec + kl) / tokens)), mi=float(mi), au=int(au),
+      sentences=n, tokens=tokens,
+  )

@@ -1,0 +1,213 @@
+"""Encodes sentences and cuts them into length-bucketed, static-shape batches.
+
+A batch is a dict of NumPy arrays:
+
+  tokens:  <int32>[B, T]  BOS, ids, EOS, then PAD (0).
+  lengths: <int32>[B]     tokens per row, BOS and EOS included.
+  weights: <float32>[B]   1 for real rows, 0 for padding rows.
+  index:   <int32>[B]     the row's position in its split (0 for padding).
+
+T is the longest sentence of the bucket rounded up to a multiple of
+`bucket_size`, and B is always `batch_size`, so a jitted step compiles once per
+bucket. Padding rows are `[BOS, EOS, PAD, ...]` with length 2, so no row is
+empty; their weight of 0 keeps them out of every loss and metric.
+"""
+
+from collections.abc import Iterator, Sequence
+import math
+
+from absl import logging
+import numpy as np
+
+from twr_jax import text
+
+Batch = dict[str, np.ndarray]
+
+
+def encode_lines(
+    lines: Sequence[str], vocab: text.Vocab, keep_empty: bool = False
+) -> list[np.ndarray]:
+  """Tokenises and encodes lines.
+
+  Args:
+    lines: one sentence per line.
+    vocab: the training vocabulary.
+    keep_empty: keep the tokeniser's empty-string tokens (compat mode, see
+      `text.split`); they encode as UNK.
+
+  Returns:
+    One `<int32>[n_i + 2]` array per line: BOS, the ids, EOS.
+  """
+  return [vocab.encode_sentence(text.split(l, keep_empty)) for l in lines]
+
+
+def bucket_length(n: int, bucket_size: int) -> int:
+  """Returns `n` rounded up to a multiple of `bucket_size`."""
+  if n < 1 or bucket_size < 1:
+    raise ValueError(
+        f'need n >= 1 and bucket_size >= 1, got n={n},'
+        f' bucket_size={bucket_size}'
+    )
+  return -(-n // bucket_size) * bucket_size
+
+
+class Batcher:
+  """Static-shape batches of one split: shuffled for training, sorted for eval.
+
+  Sentences are grouped by `bucket_length(len, bucket_size)`. Every batch holds
+  sentences of one bucket; a bucket's last, partial batch is filled up with
+  padding rows, so no sentence is dropped and every epoch has the same
+  `num_batches`. `eval_batches` yields the same number of batches.
+
+  Attributes:
+    batch_size: rows per batch.
+    bucket_size: the padded length T of every batch is a multiple of this.
+    seed: seed of the training order.
+    num_batches: training batches per epoch.
+    shapes: the sorted distinct T of all batches.
+  """
+
+  def __init__(
+      self,
+      sequences: Sequence[np.ndarray],
+      batch_size: int,
+      bucket_size: int,
+      seed: int,
+  ):
+    """Groups the sequences into buckets.
+
+    Args:
+      sequences: the encoded split, each `<int>[n_i]` with `n_i >= 2` (BOS ...
+        EOS, as from `encode_lines`); the position in this list is the
+        example's index.
+      batch_size: rows per batch, >= 1.
+      bucket_size: T is rounded up to a multiple of this, >= 1.
+      seed: seed of the training order, >= 0.
+
+    Raises:
+      ValueError: an argument is out of range or a sequence is too short.
+    """
+    if batch_size < 1:
+      raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+    if bucket_size < 1:
+      raise ValueError(f'bucket_size must be >= 1, got {bucket_size}')
+    if seed < 0:
+      raise ValueError(f'seed must be >= 0, got {seed}')
+    if not sequences:
+      raise ValueError('no sequences to batch')
+    lengths = np.array([len(s) for s in sequences], dtype=np.int32)
+    if lengths.min() < 2:
+      i = int(np.argmin(lengths))
+      raise ValueError(
+          f'sequence {i} has {lengths[i]} tokens; every sequence needs at'
+          ' least BOS and EOS'
+      )
+    self.batch_size = batch_size
+    self.bucket_size = bucket_size
+    self.seed = seed
+    self._lengths = lengths
+    padded = -(-lengths // bucket_size) * bucket_size
+    self.shapes = sorted(set(padded.tolist()))
+
+    # One [n_b, T_b] token matrix per bucket, filled in a single vectorised
+    # scatter; a batch is then a row gather. Rows of a bucket are in stable
+    # length order, which is what eval_batches yields.
+    order = np.argsort(lengths, kind='stable')
+    flat = np.concatenate([np.asarray(s, np.int32) for s in sequences])
+    starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)[:-1]])
+    self._buckets = []  # (T, example indices, tokens) per bucket.
+    for t in self.shapes:
+      idx = order[padded[order] == t]
+      n = lengths[idx]
+      mask = np.arange(t) < n[:, None]
+      # Positions of every bucket token in `flat`, row-major like `mask`.
+      src = (starts[idx][:, None] + np.arange(t))[mask]
+      tokens = np.zeros((len(idx), t), np.int32)
+      tokens[mask] = flat[src]
+      self._buckets.append((t, idx.astype(np.int32), tokens))
+    self.num_batches = sum(
+        math.ceil(len(idx) / batch_size) for _, idx, _ in self._buckets
+    )
+    self._plan_epoch = -1
+    self._plan = []
+    logging.info(
+        'Batcher: %d sequences, %d buckets (T = %s), batch size %d,'
+        ' %d batches per epoch.',
+        len(lengths),
+        len(self.shapes),
+        self.shapes,
+        batch_size,
+        self.num_batches,
+    )
+
+  def epoch_of(self, step: int) -> int:
+    """Returns the epoch that training step `step` belongs to."""
+    return step // self.num_batches
+
+  def _make_batch(self, bucket: int, rows: np.ndarray) -> Batch:
+    """Gathers `rows` (positions within `bucket`) and pads to batch_size."""
+    t, idx, tokens = self._buckets[bucket]
+    k, b = len(rows), self.batch_size
+    out = np.zeros((b, t), np.int32)
+    out[:k] = tokens[rows]
+    out[k:, 0] = text.BOS
+    out[k:, 1] = text.EOS
+    lengths = np.full(b, 2, np.int32)
+    lengths[:k] = self._lengths[idx[rows]]
+    weights = np.zeros(b, np.float32)
+    weights[:k] = 1.0
+    index = np.zeros(b, np.int32)
+    index[:k] = idx[rows]
+    return {
+        'tokens': out,
+        'lengths': lengths,
+        'weights': weights,
+        'index': index,
+    }
+
+  def _epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+    """Returns the (bucket, rows) of every batch of `epoch`, in order."""
+    rng = np.random.default_rng([self.seed, epoch])
+    plan = []
+    for bucket, (_, idx, _) in enumerate(self._buckets):
+      rows = rng.permutation(len(idx))
+      plan.extend(
+          (bucket, rows[i : i + self.batch_size])
+          for i in range(0, len(rows), self.batch_size)
+      )
+    return [plan[i] for i in rng.permutation(len(plan))]
+
+  def train_batch(self, step: int) -> Batch:
+    """Returns the training batch of global step `step`.
+
+    The batch depends only on (seed, step), so a run resumed at `step` sees
+    the same batches as an uninterrupted one. Epoch `e` uses
+    `default_rng([seed, e])` to shuffle within every bucket and then the batch
+    order.
+
+    Args:
+      step: the global training step, >= 0.
+
+    Returns:
+      The batch (see the module docstring).
+    """
+    if step < 0:
+      raise ValueError(f'step must be >= 0, got {step}')
+    epoch, position = divmod(step, self.num_batches)
+    if epoch != self._plan_epoch:
+      self._plan = self._epoch_plan(epoch)
+      self._plan_epoch = epoch
+    return self._make_batch(*self._plan[position])
+
+  def eval_batches(self) -> Iterator[Batch]:
+    """Yields every example once, in stable length order, without shuffling.
+
+    Yields:
+      `num_batches` batches (see the module docstring); the last batch of
+      each bucket is filled up with padding rows.
+    """
+    for bucket, (_, idx, _) in enumerate(self._buckets):
+      for i in range(0, len(idx), self.batch_size):
+        yield self._make_batch(
+            bucket, np.arange(i, min(i + self.batch_size, len(idx)))
+        )

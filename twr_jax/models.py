@@ -1,0 +1,353 @@
+"""Flax modules of the TWR-VAE language model (SPEC A.3).
+
+The encoder runs an RNN over the whole sentence with `nn.scan` and applies the
+mu / logvar heads to every timestep's output in one pass, so all per-step
+posteriors q(z | x_{<=t}) come out of one jitted call. The decoder is an RNN of
+the same cell type fed [emb(x_{t-1}); z] at every step, with its initial state
+from a bias-free Linear(z).
+
+Parametrisation and initialisation follow PyTorch's (SPEC A.6), so weights map
+one to one onto the original code: every RNN has an input projection `ih`
+(W_ih, b_ih) and a recurrent projection `hh` (W_hh, b_hh), gates in PyTorch
+order (LSTM i, f, g, o; GRU r, z, n), all drawn from U(+-1/sqrt(H)); Linear
+layers use U(+-1/sqrt(fan_in)); embeddings N(0, 1) with the pad row zero.
+
+Two things differ from a textbook layout, both for speed without changing the
+maths:
+  * The input projection W_ih x_t + b_ih is computed for all timesteps at once
+    outside the scan (one large matmul); the scan only does the recurrence.
+  * The decoder's input projection W_ih [e; z] is split into W_e e + W_z z, and
+    W_z z is computed once per sentence instead of once per step.
+
+Noise is explicit: every random draw of a sentence (dropout masks, the
+reparameterisation epsilon) comes from that sentence's own key, so results do
+not depend on how a batch is split across devices.
+"""
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from twr_jax import text
+
+Array = jax.Array
+PRNGKey = jax.Array
+
+CELLS = ('lstm', 'gru', 'rnn')
+Z_MODES = ('last', 'mean', 'sum')
+_NUM_GATES = {'lstm': 4, 'gru': 3, 'rnn': 1}
+
+
+def uniform_init(bound: float):
+  """PyTorch's U(-bound, bound) initialiser."""
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def torch_dense(features: int, fan_in: int, use_bias: bool = True, name=None):
+  """nn.Dense initialised like torch.nn.Linear: W, b ~ U(+-1/sqrt(fan_in))."""
+  init = uniform_init(1.0 / math.sqrt(fan_in))
+  return nn.Dense(
+      features, use_bias=use_bias, kernel_init=init, bias_init=init, name=name
+  )
+
+
+def embedding_init(key, shape, dtype=jnp.float32):
+  """N(0, 1) like torch.nn.Embedding, with the padding row (id 0) zero."""
+  return jax.random.normal(key, shape, dtype).at[text.PAD].set(0.0)
+
+
+class RecurrentStep(nn.Module):
+  """One step of an LSTM / GRU / tanh-RNN on a precomputed input projection.
+
+  Attributes:
+    cell: 'lstm', 'gru' or 'rnn'.
+    hidden: state size H.
+  """
+
+  cell: str
+  hidden: int
+
+  @nn.compact
+  def __call__(self, carry, xw: Array):
+    """Args: carry: (c, h) for LSTM, else h, each <f32>[B, H];
+    xw: <f32>[B, G*H], W_ih x_t + b_ih. Returns (new carry, h <f32>[B, H])."""
+    init = uniform_init(1.0 / math.sqrt(self.hidden))
+    h = carry[1] if self.cell == 'lstm' else carry
+    hw = nn.Dense(
+        _NUM_GATES[self.cell] * self.hidden,
+        kernel_init=init,
+        bias_init=init,
+        name='hh',
+    )(h)
+    if self.cell == 'lstm':
+      i, f, g, o = jnp.split(xw + hw, 4, axis=-1)
+      c = nn.sigmoid(f) * carry[0] + nn.sigmoid(i) * jnp.tanh(g)
+      h = nn.sigmoid(o) * jnp.tanh(c)
+      return (c, h), h
+    if self.cell == 'gru':
+      xr, xz, xn = jnp.split(xw, 3, axis=-1)
+      hr, hz, hn = jnp.split(hw, 3, axis=-1)
+      r = nn.sigmoid(xr + hr)
+      u = nn.sigmoid(xz + hz)
+      n = jnp.tanh(xn + r * hn)  # PyTorch applies r to (W_hn h + b_hn).
+      h = (1.0 - u) * n + u * h
+      return h, h
+    h = jnp.tanh(xw + hw)
+    return h, h
+
+
+class RNN(nn.Module):
+  """A unidirectional RNN over a batch of sequences, scanned over time.
+
+  Outputs past a sequence's length are computed but meaningless; callers mask
+  them (a unidirectional RNN's valid outputs never depend on later pads).
+
+  Attributes:
+    cell: 'lstm', 'gru' or 'rnn'.
+    hidden: state size H.
+  """
+
+  cell: str
+  hidden: int
+
+  @nn.compact
+  def __call__(self, x: Array, h0: Array | None = None,
+               x_const: Array | None = None) -> Array:
+    """Runs the RNN.
+
+    Args:
+      x: <f32>[B, T, D] inputs.
+      h0: optional <f32>[B, H] initial state (LSTM: c0 = h0, as in SPEC A.3);
+        zeros when None.
+      x_const: optional <f32>[B, D'] input appended to every step's x (the
+        decoder's z); its projection is computed once, not T times.
+
+    Returns:
+      <f32>[B, T, H] outputs h_t.
+    """
+    if self.cell not in CELLS:
+      raise ValueError(f'cell must be one of {CELLS}, got {self.cell!r}')
+    width = _NUM_GATES[self.cell] * self.hidden
+    init = uniform_init(1.0 / math.sqrt(self.hidden))
+    xw = nn.Dense(width, kernel_init=init, bias_init=init, name='ih')(x)
+    if x_const is not None:
+      # W_ih [x_t; c] = W_x x_t + W_c c: the same Linear as the concatenation.
+      xw = xw + nn.Dense(
+          width, use_bias=False, kernel_init=init, name='ih_const'
+      )(x_const)[:, None, :]
+    if h0 is None:
+      h0 = jnp.zeros((x.shape[0], self.hidden), x.dtype)
+    carry = (h0, h0) if self.cell == 'lstm' else h0
+    scan = nn.scan(
+        RecurrentStep,
+        variable_broadcast='params',
+        split_rngs={'params': False},
+        in_axes=1,
+        out_axes=1,
+    )
+    _, hs = scan(self.cell, self.hidden, name='step')(carry, xw)
+    return hs
+
+
+def example_noise(
+    keys: PRNGKey, length: int, emb_dim: int, latent: int, dropout: float,
+    train: bool,
+) -> dict[str, Array | None]:
+  """Draws each sentence's noise from its own key.
+
+  Args:
+    keys: typed PRNG keys [B], one per sentence.
+    length: padded length T.
+    emb_dim, latent: E and Z.
+    dropout: embedding dropout rate p.
+    train: dropout masks are drawn only in training.
+
+  Returns:
+    'eps' <f32>[B, T, Z] standard normal; 'enc_keep' <f32>[B, T, E] and
+    'dec_keep' <f32>[B, T-1, E] inverted-dropout multipliers (0 or 1/(1-p)),
+    or None when no dropout applies.
+  """
+
+  def one(key):
+    k_eps, k_enc, k_dec = jax.random.split(key, 3)
+    out = {'eps': jax.random.normal(k_eps, (length, latent))}
+    if train and dropout > 0.0:
+      scale = 1.0 / (1.0 - dropout)
+      keep = lambda k, t: jax.random.bernoulli(k, 1.0 - dropout, (t, emb_dim))
+      out['enc_keep'] = keep(k_enc, length) * scale
+      out['dec_keep'] = keep(k_dec, length - 1) * scale
+    return out
+
+  noise = jax.vmap(one)(keys)
+  noise.setdefault('enc_keep', None)
+  noise.setdefault('dec_keep', None)
+  return noise
+
+
+def pool_posterior(mu: Array, logvar: Array, lengths: Array, z_mode: str):
+  """The Gaussian that z really follows, from the per-step posteriors.
+
+  Only a sentence's own steps count (t < length), not padding (SPEC A.10).
+
+  Args:
+    mu, logvar: <f32>[B, T, Z] per-step posteriors.
+    lengths: <i32>[B] valid steps per sentence (tokens incl. BOS and EOS).
+    z_mode: 'last' (q at the true last token), 'mean' (of independent
+      per-step samples: N(mean mu_t, sum sigma_t^2 / L^2)) or 'sum'
+      (N(sum mu_t, sum sigma_t^2)).
+
+  Returns:
+    (mu_z, logvar_z), each <f32>[B, Z].
+  """
+  if z_mode == 'last':
+    idx = (lengths - 1)[:, None, None]
+    take = lambda a: jnp.take_along_axis(a, idx, axis=1)[:, 0]
+    return take(mu), take(logvar)
+  if z_mode not in Z_MODES:
+    raise ValueError(f'z_mode must be one of {Z_MODES}, got {z_mode!r}')
+  mask = (jnp.arange(mu.shape[1]) < lengths[:, None])[..., None]
+  mu_sum = jnp.sum(jnp.where(mask, mu, 0.0), axis=1)
+  var_sum = jnp.sum(jnp.where(mask, jnp.exp(logvar), 0.0), axis=1)
+  if z_mode == 'sum':
+    return mu_sum, jnp.log(var_sum)
+  n = lengths[:, None].astype(mu.dtype)
+  return mu_sum / n, jnp.log(var_sum) - 2.0 * jnp.log(n)
+
+
+def sample_z(mu: Array, logvar: Array, lengths: Array, eps: Array,
+             z_mode: str) -> Array:
+  """Reparameterised z as the original draws it (SPEC A.4), masked.
+
+  'last' uses eps at the true last step; 'mean' / 'sum' pool independent
+  per-step samples mu_t + sigma_t eps_t over the valid steps only.
+
+  Args:
+    mu, logvar, eps: <f32>[B, T, Z]; lengths: <i32>[B].
+
+  Returns:
+    <f32>[B, Z].
+  """
+  samples = mu + jnp.exp(0.5 * logvar) * eps
+  if z_mode == 'last':
+    idx = (lengths - 1)[:, None, None]
+    return jnp.take_along_axis(samples, idx, axis=1)[:, 0]
+  mask = (jnp.arange(mu.shape[1]) < lengths[:, None])[..., None]
+  total = jnp.sum(jnp.where(mask, samples, 0.0), axis=1)
+  if z_mode == 'sum':
+    return total
+  if z_mode != 'mean':
+    raise ValueError(f'z_mode must be one of {Z_MODES}, got {z_mode!r}')
+  return total / lengths[:, None].astype(mu.dtype)
+
+
+class TWRVAE(nn.Module):
+  """The TWR-VAE language model (SPEC A.3-A.4).
+
+  Attributes:
+    vocab_size: V.
+    emb_dim: E, embedding size (paper 512).
+    hidden: H, RNN size (paper 256).
+    latent: Z, latent size (paper 32).
+    cell: 'lstm' | 'gru' | 'rnn' for both encoder and decoder.
+    z_mode: 'last' | 'mean' | 'sum', how z is formed from the per-step
+      posteriors.
+    dropout: dropout rate on encoder and decoder input embeddings.
+  """
+
+  vocab_size: int
+  emb_dim: int = 512
+  hidden: int = 256
+  latent: int = 32
+  cell: str = 'lstm'
+  z_mode: str = 'last'
+  dropout: float = 0.5
+
+  def setup(self):
+    embed = lambda name: nn.Embed(
+        self.vocab_size, self.emb_dim, embedding_init=embedding_init, name=name
+    )
+    self.enc_embed = embed('enc_embed')
+    self.enc_rnn = RNN(self.cell, self.hidden, name='enc_rnn')
+    self.mu_head = torch_dense(self.latent, self.hidden, name='mu')
+    self.logvar_head = torch_dense(self.latent, self.hidden, name='logvar')
+    self.dec_embed = embed('dec_embed')
+    self.z_to_h0 = torch_dense(
+        self.hidden, self.latent, use_bias=False, name='z_to_h0'
+    )
+    self.dec_rnn = RNN(self.cell, self.hidden, name='dec_rnn')
+    self.out = torch_dense(self.vocab_size, self.hidden, name='out')
+
+  def _embed(self, table: nn.Embed, tokens: Array, keep: Array | None):
+    # Zeroing pad positions keeps the pad row's gradient exactly zero, so the
+    # row stays zero under Adam and weight decay (PyTorch's padding_idx).
+    e = table(tokens) * (tokens != text.PAD)[..., None]
+    return e if keep is None else e * keep
+
+  def encode(self, tokens: Array, enc_keep: Array | None = None):
+    """Per-step posteriors.
+
+    Args:
+      tokens: <i32>[B, T] BOS ... EOS then PAD.
+      enc_keep: optional <f32>[B, T, E] dropout multipliers.
+
+    Returns:
+      (mu, logvar), each <f32>[B, T, Z]: q(z | x_{<=t}) for every t.
+    """
+    h = self.enc_rnn(self._embed(self.enc_embed, tokens, enc_keep))
+    return self.mu_head(h), self.logvar_head(h)
+
+  def decode(self, inputs: Array, z: Array, dec_keep: Array | None = None):
+    """Teacher-forced decoder logits.
+
+    Args:
+      inputs: <i32>[B, T'] decoder inputs x_0 .. x_{T'-1} (BOS first).
+      z: <f32>[B, Z].
+      dec_keep: optional <f32>[B, T', E] dropout multipliers.
+
+    Returns:
+      <f32>[B, T', V] logits of x_1 .. x_{T'}.
+    """
+    e = self._embed(self.dec_embed, inputs, dec_keep)
+    h = self.dec_rnn(e, h0=self.z_to_h0(z), x_const=z)
+    return self.out(h)
+
+  def __call__(self, tokens: Array, lengths: Array, keys: PRNGKey, *,
+               train: bool) -> dict[str, Any]:
+    """Encodes, samples z and decodes (teacher forcing).
+
+    Args:
+      tokens: <i32>[B, T] BOS ... EOS then PAD.
+      lengths: <i32>[B] tokens per sentence including BOS and EOS.
+      keys: typed PRNG keys [B], one per sentence (dropout and epsilon).
+      train: enables dropout.
+
+    Returns:
+      'logits' <f32>[B, T-1, V] for targets tokens[:, 1:]; 'mu', 'logvar'
+      <f32>[B, T, Z] per-step posteriors; 'z' <f32>[B, Z] the sample used;
+      'z_mu', 'z_logvar' <f32>[B, Z] the Gaussian z follows.
+    """
+    noise = example_noise(
+        keys, tokens.shape[1], self.emb_dim, self.latent, self.dropout, train
+    )
+    mu, logvar = self.encode(tokens, noise['enc_keep'])
+    z = sample_z(mu, logvar, lengths, noise['eps'], self.z_mode)
+    z_mu, z_logvar = pool_posterior(mu, logvar, lengths, self.z_mode)
+    logits = self.decode(tokens[:, :-1], z, noise['dec_keep'])
+    return dict(logits=logits, mu=mu, logvar=logvar, z=z, z_mu=z_mu,
+                z_logvar=z_logvar)
+
+
+def model_from_config(config, vocab_size: int) -> TWRVAE:
+  """Builds the model from `config.model` (the single place that does so)."""
+  m = config.model
+  return TWRVAE(
+      vocab_size=vocab_size, emb_dim=m.emb_dim, hidden=m.hidden,
+      latent=m.latent, cell=m.cell, z_mode=m.z_mode, dropout=m.dropout,
+  )
