@@ -21,7 +21,7 @@ def get_config(variant: str = 'twr'):
   c.model.hidden = 128
   c.model.latent = 16
   c.train.learning_rate = 1e-3
-  c.train.num_epochs = 3
+  c.train.num_epochs = 10
   c.train.log_every_steps = 100
   c = default.apply_variant(c, variant)
   # He et al.'s 10-epoch warm-up is longer than this whole run.

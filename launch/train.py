@@ -16,6 +16,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from twr_jax import checkpoint
 from twr_jax import train
 
 FLAGS = flags.FLAGS
@@ -39,6 +40,7 @@ def main(argv):
         coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
     )
+  checkpoint.quiet_orbax_logging()
   logging.info('Config:\n%s', FLAGS.config)
   results = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   if results and jax.process_index() == 0:

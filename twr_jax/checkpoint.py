@@ -11,9 +11,11 @@ States are saved as host NumPy pytrees (one copy, not the per-device replicas)
 so that a checkpoint does not depend on the device count it was written with.
 """
 
+import logging
 import os
 from typing import Any
 
+from absl import logging as absl_logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -97,3 +99,15 @@ class Checkpointer:
 def _to_numpy(tree: Any) -> Any:
   # Orbax takes arrays, not NumPy scalars; device arrays are fetched once.
   return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+
+
+class _DropOrbaxInfo(logging.Filter):
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or (
+        f'{os.sep}orbax{os.sep}' not in record.pathname)
+
+
+def quiet_orbax_logging() -> None:
+  """Hides Orbax's INFO lines (about 30 per save), keeping its warnings."""
+  absl_logging.get_absl_handler().addFilter(_DropOrbaxInfo())

@@ -255,7 +255,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if valid is not None and ckpt.save_best(step, host_state, valid['loss']):
       logging.info('New best valid loss %.4f at step %d', valid['loss'], step)
 
-  history, t_log = [], time.time()
+  history, t_log, t_paused = [], time.time(), 0.0
   with _Preemption() as preempt:
     for step in range(start, total_steps):
       batch = parallel.process_rows(train_batcher.train_batch(step))
@@ -264,7 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       done = step + 1
       if done % config.train.log_every_steps == 0 or done == total_steps:
         summary = _summarise_train([layout.first(m) for m in history])
-        elapsed = time.time() - t_log
+        elapsed = time.time() - t_log - t_paused  # Train time only.
         summary['sentences_per_s'] = summary['sentences'] / elapsed
         summary['epoch'] = done / steps_per_epoch
         eta = elapsed / len(history) * (total_steps - done)
@@ -276,14 +276,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             _hms(eta))
         if log is not None:
           log.write(dict(summary, step=done, split='train'))
-        history, t_log = [], time.time()
+        history, t_log, t_paused = [], time.time(), 0.0
+      t_pause = time.time()
       valid = None
       if done % eval_every == 0 and done != total_steps:
         valid = run_eval('valid', done)
         logging.info('step %d valid: %s', done, _fmt(valid))
-        t_log = time.time()
       if valid is not None or done % ckpt_every == 0:
         save(done, valid)
+      t_paused += time.time() - t_pause
       if preempt.requested or done == stop_at_step:
         save(done)
         ckpt.close()
