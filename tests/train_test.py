@@ -114,7 +114,7 @@ def final_params(config, workdir):
   data = datasets.load(config, workdir, splits=('train',))
   state = new_state(config, models.model_from_config(config, len(data.vocab)))
   ckpt = checkpoint.Checkpointer(workdir)
-  restored, step = ckpt.restore(train._saveable(state))
+  restored, step = ckpt.restore(train.saveable(state))
   ckpt.close()
   return restored, step
 

@@ -11,6 +11,8 @@ Per split it reports, per sentence unless noted:
   kl        KL(q(z | x) || N(0, I)) of the Gaussian z is really drawn from
             (SPEC A.10: q_T for 'last', the pooled Gaussian for mean / sum);
   kl_twr    the objective's per-step-average KL (not a KL of z; SPEC A.9);
+  kl_last   KL of the posterior at the true last token (the TWR term with
+            weight 1/L in the objective);
   nll_elbo  rec + kl: a one-sample upper bound on -log p(x);
   ppl       exp(sum nll_elbo / sum(|x| + 1)) (EOS counted, BOS not): an upper
             bound on perplexity;
@@ -23,6 +25,7 @@ from typing import Any
 
 import jax
 from jax.experimental import multihost_utils
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -35,10 +38,14 @@ from twr_jax import parallel
 Array = jax.Array
 
 
+PROFILE_BINS = 10
+
+
 def make_eval_step(model: models.TWRVAE, config: ml_collections.ConfigDict):
   """Returns `eval_step(params, batch, key, *, axis_name)` -> per-sentence
-  outputs: 'rec', 'kl', 'kl_twr' <f32>[B]; 'z_mu', 'z_logvar', 'z'
-  <f32>[B, Z]."""
+  outputs: 'rec', 'kl', 'kl_twr', 'kl_last' <f32>[B]; 'z_mu', 'z_logvar', 'z'
+  <f32>[B, Z]; 'profile_kl', 'profile_n' <f32>[B, PROFILE_BINS] (sums and
+  counts of per-step KL by relative position t / (L - 1))."""
   window = config.model.kl_window
 
   def eval_step(params, batch, key, *, axis_name=None):
@@ -46,11 +53,23 @@ def make_eval_step(model: models.TWRVAE, config: ml_collections.ConfigDict):
     tokens, lengths = batch['tokens'], batch['lengths']
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, batch['index'])
     out = model.apply({'params': params}, tokens, lengths, keys, train=False)
+    mu, logvar = out['mu'], out['logvar']
+    kl_t = losses.gaussian_kl(mu, logvar)  # [B, T]
+    t = jnp.arange(tokens.shape[1])
+    valid = t < lengths[:, None]
+    rel = t / jnp.maximum(lengths[:, None] - 1, 1)
+    bins = jax.nn.one_hot(
+        jnp.minimum((rel * PROFILE_BINS).astype(jnp.int32), PROFILE_BINS - 1),
+        PROFILE_BINS) * valid[..., None]
+    last_mu, last_logvar = models.pool_posterior(mu, logvar, lengths, 'last')
     return dict(
         rec=losses.token_nll(out['logits'], tokens[:, 1:], lengths),
         kl=losses.gaussian_kl(out['z_mu'], out['z_logvar']),
-        kl_twr=losses.masked_kl(out['mu'], out['logvar'], lengths, window),
+        kl_twr=losses.masked_kl(mu, logvar, lengths, window),
+        kl_last=losses.gaussian_kl(last_mu, last_logvar),
         z_mu=out['z_mu'], z_logvar=out['z_logvar'], z=out['z'],
+        profile_kl=jnp.einsum('bt,btk->bk', kl_t, bins),
+        profile_n=jnp.sum(bins, axis=1),
     )
 
   return eval_step
@@ -101,26 +120,36 @@ class Evaluator:
 
 def summarise(out: dict[str, np.ndarray],
               config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Reduces per-sentence outputs to the split's metrics."""
+  """Reduces per-sentence outputs to the split's scalar metrics."""
   n = len(out['rec'])
-  rec, kl = out['rec'].astype(np.float64), out['kl'].astype(np.float64)
+  f64 = lambda k: out[k].astype(np.float64)
+  rec, kl, kl_twr = f64('rec'), f64('kl'), f64('kl_twr')
   tokens = float(np.sum(out['length'] - 1))  # |x| + 1 scored tokens each.
-  # MI groups of similar-length sentences, like He et al.'s same-length
-  # batches; the order (length, index) does not depend on batching.
-  group_order = np.lexsort((out['index'], out['length']))
-  mi = metrics.grouped_mutual_information(
-      out['z_mu'][group_order].astype(np.float64),
-      out['z_logvar'][group_order].astype(np.float64),
-      out['z'][group_order].astype(np.float64),
-      config.eval.mi_group_size,
-  )
-  au, _ = metrics.active_units(out['z_mu'].astype(np.float64),
-                               config.eval.au_threshold)
-  kl_twr = out['kl_twr'].astype(np.float64)
+  au, _ = metrics.active_units(f64('z_mu'), config.eval.au_threshold)
   return dict(
       loss=float(np.sum(rec + kl_twr) / n), rec=float(np.sum(rec) / n),
       kl=float(np.sum(kl) / n), kl_twr=float(np.sum(kl_twr) / n),
+      kl_last=float(np.mean(f64('kl_last'))),
       nll_elbo=float(np.sum(rec + kl) / n),
-      ppl=float(np.exp(np.sum(rec + kl) / tokens)), mi=float(mi), au=int(au),
+      ppl=float(np.exp(np.sum(rec + kl) / tokens)),
+      mi=grouped_mi(out, config.eval.mi_group_size), au=int(au),
       sentences=n, tokens=tokens,
   )
+
+
+def grouped_mi(out: dict[str, np.ndarray], group_size: int) -> float:
+  """He et al.'s MI over groups of similar-length sentences (their batches
+  hold one length); the (length, index) order does not depend on batching."""
+  order = np.lexsort((out['index'], out['length']))
+  return float(metrics.grouped_mutual_information(
+      *(out[k][order].astype(np.float64) for k in ('z_mu', 'z_logvar', 'z')),
+      group_size))
+
+
+def kl_profile(out: dict[str, np.ndarray]) -> dict[str, list[float]]:
+  """Mean per-step KL by relative position in the sentence (0 = BOS)."""
+  kl = out['profile_kl'].astype(np.float64).sum(0)
+  count = out['profile_n'].astype(np.float64).sum(0)
+  centres = (np.arange(PROFILE_BINS) + 0.5) / PROFILE_BINS
+  return dict(bins=centres.tolist(),
+              kl=(kl / np.maximum(count, 1)).tolist())

@@ -117,43 +117,46 @@ class RNN(nn.Module):
   cell: str
   hidden: int
 
-  @nn.compact
-  def __call__(self, x: Array, h0: Array | None = None,
-               x_const: Array | None = None) -> Array:
-    """Runs the RNN.
-
-    Args:
-      x: <f32>[B, T, D] inputs.
-      h0: optional <f32>[B, H] initial state (LSTM: c0 = h0, as in SPEC A.3);
-        zeros when None.
-      x_const: optional <f32>[B, D'] input appended to every step's x (the
-        decoder's z); its projection is computed once, not T times.
-
-    Returns:
-      <f32>[B, T, H] outputs h_t.
-    """
+  def setup(self):
     if self.cell not in CELLS:
       raise ValueError(f'cell must be one of {CELLS}, got {self.cell!r}')
     width = _NUM_GATES[self.cell] * self.hidden
     init = uniform_init(1.0 / math.sqrt(self.hidden))
-    xw = nn.Dense(width, kernel_init=init, bias_init=init, name='ih')(x)
-    if x_const is not None:
-      # W_ih [x_t; c] = W_x x_t + W_c c: the same Linear as the concatenation.
-      xw = xw + nn.Dense(
-          width, use_bias=False, kernel_init=init, name='ih_const'
-      )(x_const)[:, None, :]
-    if h0 is None:
-      h0 = jnp.zeros((x.shape[0], self.hidden), x.dtype)
-    carry = (h0, h0) if self.cell == 'lstm' else h0
-    scan = nn.scan(
+    self.ih = nn.Dense(width, kernel_init=init, bias_init=init)
+    # Only created when used (the decoder's z): W_ih [x_t; c] = W_x x_t + W_c c.
+    self.ih_const = nn.Dense(width, use_bias=False, kernel_init=init)
+    self.step = nn.scan(
         RecurrentStep,
         variable_broadcast='params',
         split_rngs={'params': False},
         in_axes=1,
         out_axes=1,
-    )
-    _, hs = scan(self.cell, self.hidden, name='step')(carry, xw)
-    return hs
+    )(self.cell, self.hidden)
+
+  def initial_carry(self, h0: Array):
+    """The carry for initial state h0 <f32>[B, H] (LSTM: c0 = h0, SPEC A.3)."""
+    return (h0, h0) if self.cell == 'lstm' else h0
+
+  def run(self, x: Array, carry, x_const: Array | None = None):
+    """Runs from a given carry; returns (final carry, outputs <f32>[B, T, H]).
+
+    Args:
+      x: <f32>[B, T, D] inputs.
+      carry: from `initial_carry` or a previous `run`.
+      x_const: optional <f32>[B, D'] input appended to every step's x (the
+        decoder's z); its projection is computed once, not T times.
+    """
+    xw = self.ih(x)  # All timesteps in one matmul, outside the scan.
+    if x_const is not None:
+      xw = xw + self.ih_const(x_const)[:, None, :]
+    return self.step(carry, xw)
+
+  def __call__(self, x: Array, h0: Array | None = None,
+               x_const: Array | None = None) -> Array:
+    """Runs from h0 (zeros when None); returns outputs <f32>[B, T, H]."""
+    if h0 is None:
+      h0 = jnp.zeros((x.shape[0], self.hidden), x.dtype)
+    return self.run(x, self.initial_carry(h0), x_const)[1]
 
 
 def example_noise(
@@ -317,6 +320,25 @@ class TWRVAE(nn.Module):
     e = self._embed(self.dec_embed, inputs, dec_keep)
     h = self.dec_rnn(e, h0=self.z_to_h0(z), x_const=z)
     return self.out(h)
+
+  def decode_init(self, z: Array):
+    """The decoder's initial carry, from h0 = W z (no bias)."""
+    return self.dec_rnn.initial_carry(self.z_to_h0(z))
+
+  def decode_step(self, carry, token: Array, z: Array):
+    """One free-running decoder step (eval mode).
+
+    Args:
+      carry: from `decode_init` or the previous step.
+      token: <i32>[B] the previous token (BOS first).
+      z: <f32>[B, Z].
+
+    Returns:
+      (carry, logits <f32>[B, V] of the next token).
+    """
+    e = self._embed(self.dec_embed, token[:, None], None)
+    carry, h = self.dec_rnn.run(e, carry, x_const=z)
+    return carry, self.out(h[:, 0])
 
   def __call__(self, tokens: Array, lengths: Array, keys: PRNGKey, *,
                train: bool) -> dict[str, Any]:

@@ -223,7 +223,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       x.size for x in jax.tree_util.tree_leaves(state.params)))
 
   ckpt = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints)
-  restored, start = ckpt.restore(_saveable(state))
+  restored, start = ckpt.restore(saveable(state))
   if restored is not None:
     state = state.replace(**restored)
     logging.info('Resumed from step %d', start)
@@ -250,7 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   def save(step, valid=None):
     # Every process calls the managers: Orbax synchronises them and writes
     # from process 0 only.
-    host_state = _saveable(layout.unreplicate(state))
+    host_state = saveable(layout.unreplicate(state))
     ckpt.save(step, host_state)
     if valid is not None and ckpt.save_best(step, host_state, valid['loss']):
       logging.info('New best valid loss %.4f at step %d', valid['loss'], step)
@@ -302,7 +302,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   return results
 
 
-def _saveable(state: TrainState) -> dict[str, Any]:
+def saveable(state: TrainState) -> dict[str, Any]:
+  """The checkpointed part of a train state."""
   return dict(params=state.params, opt_state=state.opt_state, step=state.step)
 
 

@@ -1,0 +1,72 @@
+"""Reading a run back from its workdir: config, vocabulary, model, parameters.
+
+Used by the evaluation, generation and interpolation launchers, so that they
+see exactly the model that training saved.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+
+from twr_jax import checkpoint
+from twr_jax import datasets
+from twr_jax import models
+from twr_jax import optim
+from twr_jax import text
+from twr_jax import train
+
+
+@dataclasses.dataclass
+class Run:
+  """A trained run.
+
+  Attributes:
+    config: the run's resolved config (from config.json).
+    vocab: its vocabulary (vocab.txt).
+    model: the model built from the config.
+    params: host parameters of the restored checkpoint.
+    step: the checkpoint's step.
+  """
+
+  config: ml_collections.ConfigDict
+  vocab: text.Vocab
+  model: models.TWRVAE
+  params: Any
+  step: int
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path}: not found; is {workdir!r} a training'
+                            ' workdir?')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load_run(workdir: str, step: int | str = 'best') -> Run:
+  """Restores a checkpoint of a training workdir.
+
+  Args:
+    workdir: the training workdir.
+    step: 'best' (lowest validation loss), 'last', or an int step of the
+      kept last-N checkpoints.
+  """
+  config = load_config(workdir)
+  vocab = text.Vocab.load(os.path.join(workdir, datasets.VOCAB_FILE))
+  model = models.model_from_config(config, len(vocab))
+  state = train.create_train_state(model, optim.optimizer_from_config(config),
+                                   jax.random.key(0))
+  ckpt = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints)
+  which = None if step == 'last' else step
+  restored, found = ckpt.restore(train.saveable(state), which)
+  ckpt.close()
+  if restored is None:
+    raise FileNotFoundError(
+        f'{workdir}/checkpoints: no {step!r} checkpoint to restore')
+  return Run(config=config, vocab=vocab, model=model,
+             params=restored['params'], step=int(found))
