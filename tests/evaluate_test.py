@@ -307,3 +307,29 @@ def test_interpolation_endpoints_equal_direct_decoding(trained_mean):
   for ref in ('x1', 'x2'):
     for curve in result['rouge'][ref].values():
       assert len(curve) == 5 and all(0 <= v <= 1 for v in curve)
+
+
+def test_evaluate_generate_interpolate_on_a_trained_workdir(tmp_path):
+  """End to end on a workdir, as the launchers (and the notebook) run it."""
+  import json  # pylint: disable=g-import-not-at-top
+  from twr_jax import generate  # pylint: disable=g-import-not-at-top
+  from twr_jax import lm_eval  # pylint: disable=g-import-not-at-top
+  from twr_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(tiny_config(), workdir)
+  result = lm_eval.evaluate_run(workdir, 'test', iw_samples=5)
+  json.dumps(result)  # JSON-ready.
+  s, p = result['standard'], result['paper']
+  for key in ('iw_nll', 'ppl', 'nll_elbo', 'ppl_elbo', 'kl', 'kl_twr',
+              'kl_last', 'mi', 'mi_64', 'au', 'kl_profile'):
+    assert key in s, key
+  assert s['iw_nll'] <= s['nll_elbo'] + 1.0  # K=5: close to or below.
+  for key in ('nll', 'ppl', 'kl', 'mi', 'words', 'note'):
+    assert key in p, key
+  assert 'NOT a likelihood bound' in lm_eval.format_result(result)
+  run = workdir_lib.load_run(workdir)
+  for mode, dec in (('prior', 'sample'), ('reconstruct', 'beam')):
+    lines = generate.generate(run, workdir, mode, dec, num=3, max_len=12)
+    assert len(lines) == 3
+    if mode == 'reconstruct':
+      assert all('\t' in l for l in lines)
