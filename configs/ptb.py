@@ -8,7 +8,10 @@ line) in `data.dir`. The paper trains 1000 epochs; on a CPU set
 `--config.train.num_steps`.
 """
 
-from configs import default
+try:  # An installed twr_jax carries this folder as twr_jax.configs.
+  from twr_jax.configs import default
+except ImportError:  # A checkout on sys.path without installing.
+  from configs import default
 
 
 def get_config(variant: str = 'twr'):

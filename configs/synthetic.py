@@ -9,7 +9,10 @@ on 2 CPU cores; the learning rate is 10x the paper's because the run is short.
 Variants are the same as for PTB (e.g. configs/synthetic.py:vae).
 """
 
-from configs import default
+try:  # An installed twr_jax carries this folder as twr_jax.configs.
+  from twr_jax.configs import default
+except ImportError:  # A checkout on sys.path without installing.
+  from configs import default
 
 
 def get_config(variant: str = 'twr'):

@@ -7,7 +7,10 @@ Expects He et al.'s (2019) split, one document per line with `_UNK` tokens:
 `yahoo.train.txt`, `yahoo.valid.txt`, `yahoo.test.txt` (100k/10k/10k).
 """
 
-from configs import default
+try:  # An installed twr_jax carries this folder as twr_jax.configs.
+  from twr_jax.configs import default
+except ImportError:  # A checkout on sys.path without installing.
+  from configs import default
 
 
 def get_config(variant: str = 'twr'):

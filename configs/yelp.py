@@ -10,7 +10,10 @@ code kept it as the first token); set `--config.data.strip_label=False` for
 label-free copies.
 """
 
-from configs import default
+try:  # An installed twr_jax carries this folder as twr_jax.configs.
+  from twr_jax.configs import default
+except ImportError:  # A checkout on sys.path without installing.
+  from configs import default
 
 
 def get_config(variant: str = 'twr'):

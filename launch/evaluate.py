@@ -46,5 +46,11 @@ def main(argv):
   print(f'wrote {path}')
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console entry point (`twr-evaluate`)."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

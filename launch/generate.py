@@ -53,5 +53,11 @@ def main(argv):
   print('\n'.join(lines))
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console entry point (`twr-generate`)."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -80,5 +80,11 @@ def main(argv):
   print(f'wrote {base}.json, {base}.txt')
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console entry point (`twr-interpolate`)."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -35,5 +35,11 @@ def main(argv):
     print(path)
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console entry point (`twr-plot`)."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,6 +1,7 @@
 """Trains a TWR-VAE language model: a thin absl entry point.
 
   python -m launch.train --config=configs/synthetic.py --workdir=/tmp/twr
+  twr-train --config=ptb:twr_mean --config.data.dir=DIR --workdir=/tmp/ptb
   python -m launch.train --config=configs/ptb.py:twr \
       --config.data.dir=../shared/data/ptb --workdir=/tmp/ptb \
       --config.train.num_steps=200
@@ -9,6 +10,8 @@ Re-running the same command on the same workdir resumes from its latest
 checkpoint. All logic lives in `twr_jax.train.train_and_evaluate`, so that
 notebooks and tests call exactly what this script calls.
 """
+
+import sys
 
 from absl import app
 from absl import flags
@@ -47,5 +50,20 @@ def main(argv):
     print(train.format_table(results))
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console entry point: `twr-train --config=ptb:twr --workdir=W`.
+
+  Short config names (synthetic, ptb, yahoo, yelp) resolve to the config files
+  that ship with the package, so an installed twr_jax needs no checkout.
+  """
+  try:
+    from twr_jax import configs  # pylint: disable=g-import-not-at-top
+  except ImportError:  # A checkout on sys.path without installing.
+    import configs  # pylint: disable=g-import-not-at-top
+  sys.argv = configs.resolve_config_flags(sys.argv)
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

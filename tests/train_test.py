@@ -110,6 +110,21 @@ def test_step_compiles_once_per_bucket_shape(setup):
     state, _ = step(state, batcher.train_batch(s), jax.random.key(0))
 
 
+def run_steps(config, num_steps, mode='auto'):
+  """Trains `num_steps` steps of `config` by hand; returns host params."""
+  data = datasets.load(config)
+  batcher = input_pipeline.Batcher(data.splits['train'],
+                                   config.train.batch_size, 8, config.seed)
+  model = models.model_from_config(config, len(data.vocab))
+  layout = parallel.make_layout(mode)
+  step = compiled_step(config, model, layout)
+  state = layout.replicate(new_state(config, model))
+  for s in range(num_steps):
+    batch = parallel.process_rows(batcher.train_batch(s))
+    state, _ = step(state, layout.shard(batch), jax.random.key(0))
+  return layout.unreplicate(state.params)
+
+
 def final_params(config, workdir):
   data = datasets.load(config, workdir, splits=('train',))
   state = new_state(config, models.model_from_config(config, len(data.vocab)))
