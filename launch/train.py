@@ -28,6 +28,9 @@ config_flags.DEFINE_config_file(
     'config', None, 'A config file, optionally with a variant: FILE:VARIANT.',
     lock_config=True,
 )
+flags.DEFINE_bool('multihost', False,
+                  'Multi-host: call jax.distributed.initialize() and let it'
+                  ' detect the cluster (Cloud TPU pods, SLURM, ...).')
 flags.DEFINE_string('coordinator_address', None,
                     'Multi-host: host:port of process 0 (jax.distributed).')
 flags.DEFINE_integer('num_processes', None, 'Multi-host: number of processes.')
@@ -38,11 +41,17 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.coordinator_address or FLAGS.multihost:
+    # CPU devices need gloo for cross-process collectives; GPU and TPU
+    # backends ignore this setting.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   if FLAGS.coordinator_address:
     jax.distributed.initialize(
         coordinator_address=FLAGS.coordinator_address,
         num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
     )
+  elif FLAGS.multihost:
+    jax.distributed.initialize()
   checkpoint.quiet_orbax_logging()
   logging.info('Config:\n%s', FLAGS.config)
   results = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
