@@ -155,6 +155,9 @@ def test_kill_and_resume_equals_uninterrupted_run(tmp_path):
   # The resumed log has each record once, like the uninterrupted one.
   strip = lambda recs: [(r['step'], r['split']) for r in recs]
   assert strip(read_metrics(resumed)) == strip(read_metrics(full))
+  # Re-running a finished run evaluates again without duplicating lines.
+  assert train.train_and_evaluate(config, resumed) == want
+  assert strip(read_metrics(resumed)) == strip(read_metrics(full))
 
 
 def test_launch_train_writes_metrics_events_and_checkpoints(tmp_path):

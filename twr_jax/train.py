@@ -134,27 +134,32 @@ def _write_json(path: str, obj: Any) -> None:
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks, so it can checkpoint first."""
+  """Turns SIGTERM and Ctrl-C into a flag the loop checks after each step, so
+  that it can checkpoint before stopping. A second Ctrl-C stops at once."""
+
+  _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = False
-    self._old = None
+    self._old = {}
 
   def __enter__(self):
     try:
-      self._old = signal.signal(signal.SIGTERM, self._handle)
+      self._old = {s: signal.signal(s, self._handle) for s in self._SIGNALS}
     except ValueError:  # Not the main thread: leave signals alone.
-      self._old = None
+      self._old = {}
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    logging.warning('SIGTERM: checkpointing and stopping.')
+    del frame
+    logging.warning('%s: checkpointing after this step, then stopping.',
+                    signal.Signals(signum).name)
     self.requested = True
+    signal.signal(signum, self._old.get(signum, signal.SIG_DFL))
 
   def __exit__(self, *exc):
-    if self._old is not None:
-      signal.signal(signal.SIGTERM, self._old)
+    for s, handler in self._old.items():
+      signal.signal(s, handler)
 
 
 def _summarise_train(history: list[dict[str, Any]]) -> dict[str, float]:
@@ -240,10 +245,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   evaluator = evaluate.Evaluator(model, config, layout, eval_key)
   state = layout.replicate(state)
 
+  # A finished run re-run: its final evaluation is in the log already.
+  finished = start >= total_steps
+
   def run_eval(split, step):
-    params = state.params
-    result = evaluator.evaluate(params, batchers[split])
-    if log is not None:
+    result = evaluator.evaluate(state.params, batchers[split])
+    if log is not None and not finished:
       log.write(dict(result, step=step, split=split))
     return result
 
