@@ -39,10 +39,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.variant = 'twr'
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = 'text'  # 'text' (files in data.dir) or 'synthetic'.
+  # 'text' (files in data.dir), 'synthetic' or 'tfds' (data.tfds_name).
+  c.data.source = 'text'
   c.data.dir = ''
   c.data.file_pattern = '{split}.txt'
   c.data.strip_label = False  # He et al.'s Yelp files start with a label.
+  # Source 'tfds' (twr_jax/tfds_data.py): the TFDS dataset ('ptb', 'yahoo' or
+  # 'yelp'), prepared from the files in data.dir, or downloaded if that is
+  # empty and the corpus has public copies; tfds_dir is where TFDS keeps
+  # prepared datasets ('': its default, ~/tensorflow_datasets).
+  c.data.tfds_name = ''
+  c.data.tfds_dir = ''
   c.data.keep_empty_tokens = False  # True: the original's '' tokens (A.1).
   c.data.min_count = 1
   c.data.bucket_size = 8  # Batches are padded to a multiple of this.

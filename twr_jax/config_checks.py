@@ -12,7 +12,7 @@ from twr_jax import parallel
 from twr_jax import schedules
 
 CHOICES = {
-    'data.source': ('text', 'synthetic'),
+    'data.source': ('text', 'synthetic', 'tfds'),
     'model.cell': models.CELLS,
     'model.z_mode': models.Z_MODES,
     'model.kl_window': losses.KL_WINDOWS,
@@ -62,6 +62,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.train.learning_rate <= 0 or config.train.weight_decay < 0:
     raise ValueError('config.train.learning_rate must be > 0 and'
                      ' config.train.weight_decay >= 0')
+  if config.data.source == 'tfds' and not config.data.tfds_name:
+    raise ValueError("config.data.tfds_name is empty: with data.source 'tfds'"
+                     " set it to 'ptb', 'yahoo' or 'yelp'")
   if config.data.source == 'text' and not config.data.dir:
     raise ValueError('config.data.dir is empty: set it to the folder holding'
                      f' {config.data.file_pattern!r} files for train, valid'
