@@ -25,7 +25,7 @@ not depend on how a batch is split across devices.
 """
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -69,10 +69,13 @@ class RecurrentStep(nn.Module):
   Attributes:
     cell: 'lstm', 'gru' or 'rnn'.
     hidden: state size H.
+    kernel_init: initialiser of the W_hh kernel <f32>[H, G*H]; None gives
+      PyTorch's default U(+-1/sqrt(H)). The bias is always U(+-1/sqrt(H)).
   """
 
   cell: str
   hidden: int
+  kernel_init: Callable | None = None
 
   @nn.compact
   def __call__(self, carry, xw: Array):
@@ -82,7 +85,7 @@ class RecurrentStep(nn.Module):
     h = carry[1] if self.cell == 'lstm' else carry
     hw = nn.Dense(
         _NUM_GATES[self.cell] * self.hidden,
-        kernel_init=init,
+        kernel_init=self.kernel_init or init,
         bias_init=init,
         name='hh',
     )(h)
@@ -112,17 +115,23 @@ class RNN(nn.Module):
   Attributes:
     cell: 'lstm', 'gru' or 'rnn'.
     hidden: state size H.
+    kernel_init: initialiser of the W_ih and W_hh kernels (Flax layout
+      [in, G*H]); None gives PyTorch's default U(+-1/sqrt(H)). Biases, and the
+      `x_const` projection, are always U(+-1/sqrt(H)).
   """
 
   cell: str
   hidden: int
+  kernel_init: Callable | None = None
 
   def setup(self):
     if self.cell not in CELLS:
       raise ValueError(f'cell must be one of {CELLS}, got {self.cell!r}')
     width = _NUM_GATES[self.cell] * self.hidden
     init = uniform_init(1.0 / math.sqrt(self.hidden))
-    self.ih = nn.Dense(width, kernel_init=init, bias_init=init)
+    self.ih = nn.Dense(
+        width, kernel_init=self.kernel_init or init, bias_init=init
+    )
     # Only created when used (the decoder's z): W_ih [x_t; c] = W_x x_t + W_c c.
     self.ih_const = nn.Dense(width, use_bias=False, kernel_init=init)
     self.step = nn.scan(
@@ -131,7 +140,7 @@ class RNN(nn.Module):
         split_rngs={'params': False},
         in_axes=1,
         out_axes=1,
-    )(self.cell, self.hidden)
+    )(self.cell, self.hidden, self.kernel_init)
 
   def initial_carry(self, h0: Array):
     """The carry for initial state h0 <f32>[B, H] (LSTM: c0 = h0, SPEC A.3)."""

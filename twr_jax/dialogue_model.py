@@ -1,0 +1,573 @@
+"""The TWR-VAE dialogue model (SPEC B.3-B.6) in Flax.
+
+A hierarchical conditional VAE on `dialogue_data` batches:
+
+  utterance encoder  bidirectional GRU over each turn's embeddings,
+                     u = [h_fwd(last token); h_bwd(first token)];
+  context encoder    GRU over [u_i; onehot(floor_i)], c = state at the last
+                     turn, H = the per-turn states (exactly 0 past the end);
+  recognition net    q(z | x, c): Linear heads on [u_x; c];
+  prior net          p(z | c): tanh(Linear(c)), then Linear heads;
+  decoder            GRU from the hidden state [z; c] fed word embeddings.
+
+The timestep-wise regulariser is over context-encoder steps (SPEC B.4): the
+recognition and prior nets are applied to every H_i and KL(q_i || p_i) is
+averaged over the steps; z itself comes from q at the final state c only.
+
+Parametrisation and initialisation follow the PyTorch original (so weights
+map one to one): GRUs have `ih` and `hh` projections with gates in the order
+r, z, n and both biases, their stacked weight matrices orthogonal and biases
+U(+-1/sqrt(H)); recognition and prior Linears U(+-0.02) with zero bias; the
+output Linear U(+-0.1) with zero bias; the shared embedding N(0, 1) with a
+zero pad row.
+
+Like `models.TWRVAE`, every random draw of an example (its dropout masks and
+epsilon) comes from that example's own key, so results do not depend on how a
+batch is split across devices or which other rows it holds.
+
+References:
+  Li et al., "Improving Variational Autoencoder for Text Modelling with
+  Timestep-Wise Regularisation", COLING 2020, Section 3.2.
+  ruizheliUOA/TWR-VAE `dialogue_dd/models_dailydial.py`, `train_dailydial.py`.
+"""
+
+import functools
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from twr_jax import dialogue_data
+from twr_jax import losses
+from twr_jax import models
+from twr_jax import schedules
+
+Array = jax.Array
+PRNGKey = jax.Array
+
+# 'valid': each example's KL is the mean over its own context turns.
+# 'padded': the original's sum over the batch's longest context N_b, padded
+# turns (H_i = 0) included, divided by N_b (SPEC B.4).
+KL_MASKS = ('valid', 'padded')
+NUM_FLOORS = 2
+
+# torch.nn.init.orthogonal_ on the stacked [3H, in] matrix W. For a Flax
+# kernel K = W^T of shape [in, 3H], JAX's orthogonal initialiser draws the
+# same distribution transposed: orthonormal rows of K when in <= 3H (i.e.
+# orthonormal columns of W), orthonormal columns otherwise.
+_GRU_KERNEL_INIT = jax.nn.initializers.orthogonal()
+
+
+def _dense(features: int, bound: float, name: str) -> nn.Dense:
+  """A Linear with W ~ U(+-bound) and zero bias, as the original's init."""
+  return nn.Dense(
+      features, kernel_init=models.uniform_init(bound),
+      bias_init=nn.initializers.zeros, name=name,
+  )
+
+
+def _gru(hidden: int, name: str) -> models.RNN:
+  return models.RNN('gru', hidden, kernel_init=_GRU_KERNEL_INIT, name=name)
+
+
+def _take_step(x: Array, index: Array) -> Array:
+  """x[b, index[b]] for x <f32>[B, T, D] and index <i32>[B]: <f32>[B, D]."""
+  return jnp.take_along_axis(x, index[:, None, None], axis=1)[:, 0]
+
+
+def reverse_valid(x: Array, lengths: Array) -> Array:
+  """Reverses each sequence's valid prefix; padding steps stay in place.
+
+  Args:
+    x: <f32>[B, T, D].
+    lengths: <i32>[B] valid steps, 1..T.
+
+  Returns:
+    <f32>[B, T, D] with out[b, t] = x[b, lengths[b] - 1 - t] for t <
+    lengths[b], else x[b, t].
+  """
+  t = jnp.arange(x.shape[1])
+  n = lengths[:, None]
+  index = jnp.where(t < n, n - 1 - t, t)
+  return jnp.take_along_axis(x, index[..., None], axis=1)
+
+
+def gaussian_kl_two(mu_q: Array, logvar_q: Array, mu_p: Array,
+                    logvar_p: Array) -> Array:
+  """KL(N(mu_q, exp(logvar_q)) || N(mu_p, exp(logvar_p))), summed over Z.
+
+  The diagonal-Gaussian formula of NeuralDialog-CVAE's `gaussian_kld`, which
+  the original's `kl_loss` repeats:
+    -1/2 sum(1 + lv_q - lv_p - (mu_p - mu_q)^2 / e^lv_p - e^lv_q / e^lv_p).
+
+  Args:
+    mu_q, logvar_q, mu_p, logvar_p: <f32>[..., Z], broadcastable.
+
+  Returns:
+    <f32>[...].
+  """
+  diff = logvar_q - logvar_p
+  # e^lv_q / e^lv_p as one exp, which cannot overflow when both are large.
+  ratio = (mu_p - mu_q) ** 2 * jnp.exp(-logvar_p) + jnp.exp(diff)
+  return -0.5 * jnp.sum(1.0 + diff - ratio, axis=-1)
+
+
+def example_noise(
+    keys: PRNGKey, *, num_turns: int, utt_len: int, res_len: int,
+    emb_dim: int, ctx_in: int, latent: int, emb_dropout: float,
+    ctx_dropout: float, train: bool,
+) -> dict[str, Array | None]:
+  """Draws each example's noise from its own key.
+
+  Args:
+    keys: typed PRNG keys [B], one per example.
+    num_turns: context slots W - 1.
+    utt_len: padded context-turn length U - 1.
+    res_len: padded response length R.
+    emb_dim: E.
+    ctx_in: width of the context encoder's input, 2 H_u + 2.
+    latent: Z.
+    emb_dropout: dropout rate on word embeddings (encoder and decoder).
+    ctx_dropout: dropout rate on the context encoder's input.
+    train: dropout masks are drawn only in training.
+
+  Returns:
+    'eps' <f32>[B, Z] for z; inverted-dropout multipliers (0 or 1/(1-p)), or
+    None when no dropout applies: 'ctx_emb_keep' <f32>[B, W-1, U-1, E] (the
+    context turns' embeddings), 'ctx_keep' <f32>[B, W-1, 2 H_u + 2] (the
+    context encoder's input), 'x_emb_keep' and 'dec_keep' <f32>[B, R-1, E]
+    (the response's embeddings in the utterance encoder and the decoder; the
+    original draws separate masks for the two).
+  """
+  masks = [  # (name, shape, dropout rate)
+      ('ctx_emb_keep', (num_turns, utt_len, emb_dim), emb_dropout),
+      ('ctx_keep', (num_turns, ctx_in), ctx_dropout),
+      ('x_emb_keep', (res_len - 1, emb_dim), emb_dropout),
+      ('dec_keep', (res_len - 1, emb_dim), emb_dropout),
+  ]
+  masks = [m for m in masks if train and m[2] > 0.0]
+  sizes = [math.prod(shape) for _, shape, _ in masks]
+
+  def one(key):
+    k_eps, k_keep = jax.random.split(key)
+    out = {'eps': jax.random.normal(k_eps, (latent,))}
+    if masks:
+      # One uniform draw cut into the masks (bernoulli(p) is uniform < p):
+      # a single random-bits call site compiles several times faster.
+      u = jax.random.uniform(k_keep, (sum(sizes),))
+      pieces = jnp.split(u, np.cumsum(sizes)[:-1])
+      for (name, shape, rate), piece in zip(masks, pieces):
+        out[name] = (piece.reshape(shape) < 1.0 - rate) / (1.0 - rate)
+    return out
+
+  noise = jax.vmap(one)(keys)
+  for name in ('ctx_emb_keep', 'ctx_keep', 'x_emb_keep', 'dec_keep'):
+    noise.setdefault(name, None)
+  return noise
+
+
+class UtteranceEncoder(nn.Module):
+  """Bidirectional GRU over embedded utterances of given lengths.
+
+  Matches PyTorch's packed bidirectional GRU: the forward direction's state
+  at the last real token, and the backward direction started at the last
+  real token and read at the first; tokens past the length never count.
+
+  Attributes:
+    hidden: H_u per direction.
+  """
+
+  hidden: int
+
+  def setup(self):
+    self.fwd = _gru(self.hidden, 'fwd')
+    self.bwd = _gru(self.hidden, 'bwd')
+
+  def __call__(self, x: Array, lengths: Array) -> Array:
+    """Encodes utterances.
+
+    Args:
+      x: <f32>[N, T, E] embedded tokens.
+      lengths: <i32>[N] tokens per utterance, 1..T.
+
+    Returns:
+      <f32>[N, 2 H_u], [h_fwd_last; h_bwd_first].
+    """
+    last = lengths - 1
+    h_fwd = _take_step(self.fwd(x), last)
+    # Reversing the valid prefix makes the backward pass an ordinary forward
+    # pass whose step lengths - 1 has read the utterance back to its start.
+    h_bwd = _take_step(self.bwd(reverse_valid(x, lengths)), last)
+    return jnp.concatenate([h_fwd, h_bwd], axis=-1)
+
+
+class DialogTWRVAE(nn.Module):
+  """The TWR-VAE dialogue model (SPEC B.3-B.4).
+
+  Attributes:
+    vocab_size: V.
+    emb_dim: E, the shared word embedding size (200).
+    utt_hidden: H_u, the utterance GRU size per direction (300).
+    ctx_hidden: H_c, the context GRU size (300).
+    latent: Z (200).
+    emb_dropout: dropout rate on word embeddings, encoder and decoder (0.5).
+    ctx_dropout: dropout rate on the context encoder's input (0.25).
+    kl_mask: 'valid' (standard) or 'padded' (the original's), see `KL_MASKS`.
+
+  The decoder's hidden size is `dec_hidden` = H_c + Z (500), as its initial
+  state is [z; c].
+  """
+
+  vocab_size: int
+  emb_dim: int = 200
+  utt_hidden: int = 300
+  ctx_hidden: int = 300
+  latent: int = 200
+  emb_dropout: float = 0.5
+  ctx_dropout: float = 0.25
+  kl_mask: str = 'valid'
+
+  @property
+  def dec_hidden(self) -> int:
+    """H_d = H_c + Z, the decoder GRU size (its initial state is [z; c])."""
+    return self.ctx_hidden + self.latent
+
+  def setup(self):
+    if self.kl_mask not in KL_MASKS:
+      raise ValueError(
+          f'kl_mask must be one of {KL_MASKS}, got {self.kl_mask!r}'
+      )
+    self.embed = nn.Embed(
+        self.vocab_size, self.emb_dim, embedding_init=models.embedding_init,
+        name='embed',
+    )
+    self.utt_encoder = UtteranceEncoder(self.utt_hidden, name='utt_encoder')
+    self.ctx_rnn = _gru(self.ctx_hidden, 'ctx_rnn')
+    self.recog_mu = _dense(self.latent, 0.02, 'recog_mu')
+    self.recog_logvar = _dense(self.latent, 0.02, 'recog_logvar')
+    self.prior_fc = _dense(self.latent, 0.02, 'prior_fc')
+    self.prior_mu = _dense(self.latent, 0.02, 'prior_mu')
+    self.prior_logvar = _dense(self.latent, 0.02, 'prior_logvar')
+    self.dec_rnn = _gru(self.dec_hidden, 'dec_rnn')
+    self.out = _dense(self.vocab_size, 0.1, 'out')
+
+  def _embed(self, tokens: Array, keep: Array | None) -> Array:
+    # Zeroing pad positions keeps the pad row's gradient exactly zero, like
+    # PyTorch's padding_idx (see models.TWRVAE._embed).
+    e = self.embed(tokens) * (tokens != dialogue_data.PAD)[..., None]
+    return e if keep is None else e * keep
+
+  def encode_utterances(self, tokens: Array, lengths: Array,
+                        keep: Array | None = None) -> Array:
+    """Utterance encodings u.
+
+    Args:
+      tokens: <i32>[..., T] utterances, PAD-padded.
+      lengths: <i32>[...] tokens per utterance, 1..T.
+      keep: optional <f32>[..., T, E] dropout multipliers.
+
+    Returns:
+      <f32>[..., 2 H_u].
+    """
+    lead, t = tokens.shape[:-1], tokens.shape[-1]
+    e = self._embed(tokens, keep).reshape(-1, t, self.emb_dim)
+    u = self.utt_encoder(e, lengths.reshape(-1))
+    return u.reshape(*lead, 2 * self.utt_hidden)
+
+  def encode_context(
+      self, context: Array, context_lens: Array, floors: Array,
+      num_turns: Array, emb_keep: Array | None = None,
+      ctx_keep: Array | None = None,
+  ) -> tuple[Array, Array]:
+    """Encodes the context turns.
+
+    Args:
+      context: <i32>[B, N, U-1] context turns (see `dialogue_data`).
+      context_lens: <i32>[B, N] tokens per turn (1 for empty slots).
+      floors: <i32>[B, N] 1 where the speaker is the response's, else 0.
+      num_turns: <i32>[B] context turns, 1..N.
+      emb_keep: optional <f32>[B, N, U-1, E] embedding dropout multipliers.
+      ctx_keep: optional <f32>[B, N, 2 H_u + 2] dropout multipliers of the
+        context encoder's input.
+
+    Returns:
+      (c <f32>[B, H_c], the state after the last turn; H <f32>[B, N, H_c],
+      the per-turn states, exactly 0 at turns >= num_turns as after
+      PyTorch's pad_packed_sequence).
+    """
+    u = self.encode_utterances(context, context_lens, emb_keep)
+    x = jnp.concatenate([u, jax.nn.one_hot(floors, NUM_FLOORS)], axis=-1)
+    if ctx_keep is not None:
+      x = x * ctx_keep
+    # A unidirectional GRU's valid states never depend on later (padding)
+    # turns, so masking afterwards equals the packed computation.
+    valid = jnp.arange(x.shape[1]) < num_turns[:, None]
+    h = jnp.where(valid[..., None], self.ctx_rnn(x), 0.0)
+    return _take_step(h, num_turns - 1), h
+
+  def recognition(self, u_x: Array, h: Array) -> tuple[Array, Array]:
+    """q(z | x, c) = N(mu, exp(logvar)) from [u_x; h].
+
+    Args:
+      u_x: <f32>[..., 2 H_u] the response's encoding.
+      h: <f32>[..., H_c] a context state, same leading shape.
+
+    Returns:
+      (mu, logvar), each <f32>[..., Z].
+    """
+    x = jnp.concatenate([u_x, h], axis=-1)
+    return self.recog_mu(x), self.recog_logvar(x)
+
+  def prior(self, h: Array) -> tuple[Array, Array]:
+    """p(z | c) = N(mu, exp(logvar)) from a context state h <f32>[..., H_c].
+
+    Returns:
+      (mu, logvar), each <f32>[..., Z].
+    """
+    h = jnp.tanh(self.prior_fc(h))
+    return self.prior_mu(h), self.prior_logvar(h)
+
+  def decode(self, inputs: Array, z: Array, c: Array,
+             keep: Array | None = None) -> Array:
+    """Teacher-forced decoder logits.
+
+    Args:
+      inputs: <i32>[B, T] decoder inputs (`<s>` first).
+      z: <f32>[B, Z].
+      c: <f32>[B, H_c].
+      keep: optional <f32>[B, T, E] embedding dropout multipliers.
+
+    Returns:
+      <f32>[B, T, V] logits of the next tokens.
+    """
+    h0 = jnp.concatenate([z, c], axis=-1)
+    return self.out(self.dec_rnn(self._embed(inputs, keep), h0=h0))
+
+  def decode_init(self, z: Array, c: Array) -> Array:
+    """The decoder's initial carry, the hidden state [z; c] <f32>[B, H_d]."""
+    return self.dec_rnn.initial_carry(jnp.concatenate([z, c], axis=-1))
+
+  def decode_step(self, carry: Array, token: Array) -> tuple[Array, Array]:
+    """One free-running decoder step (eval mode: no dropout).
+
+    Args:
+      carry: <f32>[B, H_d] from `decode_init` or the previous step.
+      token: <i32>[B] the previous token (`<s>` first).
+
+    Returns:
+      (carry, logits <f32>[B, V] of the next token).
+    """
+    carry, h = self.dec_rnn.run(self._embed(token[:, None], None), carry)
+    return carry, self.out(h[:, 0])
+
+  def __call__(
+      self, context: Array, context_lens: Array, floors: Array,
+      num_turns: Array, response: Array, response_len: Array,
+      keys: PRNGKey, *, train: bool, max_turns: Array | None = None,
+  ) -> dict[str, Any]:
+    """Encodes, samples z from q(z | x, c) and decodes (teacher forcing).
+
+    Args:
+      context, context_lens, floors, num_turns: as in `encode_context`.
+      response: <i32>[B, R] `<s> ... </s>`, PAD-padded.
+      response_len: <i32>[B] tokens of the response, `<s>` and `</s>` in.
+      keys: typed PRNG keys [B], one per example (dropout and epsilon).
+      train: enables dropout.
+      max_turns: N_b for kl_mask='padded', the longest context of the whole
+        batch; defaults to max(num_turns) of these rows. Pass the global
+        value when a batch is split across devices.
+
+    Returns:
+      'logits' <f32>[B, R-1, V] for targets response[:, 1:];
+      'kl_steps' <f32>[B, N] KL(q_i || p_i) at every context step (padded
+      steps computed from H_i = 0); 'kl' <f32>[B] their average per
+      `kl_mask`; 'z' <f32>[B, Z]; 'mu', 'logvar' <f32>[B, Z] of q(z | x, c)
+      and 'prior_mu', 'prior_logvar' <f32>[B, Z] of p(z | c), at c.
+    """
+    num_slots, utt_len = context.shape[1:]
+    noise = example_noise(
+        keys, num_turns=num_slots, utt_len=utt_len,
+        res_len=response.shape[1], emb_dim=self.emb_dim,
+        ctx_in=2 * self.utt_hidden + NUM_FLOORS, latent=self.latent,
+        emb_dropout=self.emb_dropout, ctx_dropout=self.ctx_dropout,
+        train=train,
+    )
+    c, h = self.encode_context(
+        context, context_lens, floors, num_turns, noise['ctx_emb_keep'],
+        noise['ctx_keep'],
+    )
+    # x = w_1 .. w_n </s>: the response without `<s>`.
+    u_x = self.encode_utterances(
+        response[:, 1:], response_len - 1, noise['x_emb_keep']
+    )
+    # The same recognition and prior nets at every context step (SPEC B.4).
+    u_rep = jnp.broadcast_to(u_x[:, None], (*h.shape[:2], u_x.shape[-1]))
+    mu_q, logvar_q = self.recognition(u_rep, h)
+    mu_p, logvar_p = self.prior(h)
+    kl_steps = gaussian_kl_two(mu_q, logvar_q, mu_p, logvar_p)
+    steps = jnp.arange(num_slots)
+    if self.kl_mask == 'valid':
+      valid = steps < num_turns[:, None]
+      kl = jnp.sum(jnp.where(valid, kl_steps, 0.0), axis=1) / num_turns
+    else:
+      n_b = jnp.max(num_turns) if max_turns is None else max_turns
+      kl = jnp.sum(jnp.where(steps < n_b, kl_steps, 0.0), axis=1) / n_b
+    # H at the last turn is c, so q and p at c are those of that step.
+    last = num_turns - 1
+    mu, logvar = _take_step(mu_q, last), _take_step(logvar_q, last)
+    z = mu + jnp.exp(0.5 * logvar) * noise['eps']
+    logits = self.decode(response[:, :-1], z, c, noise['dec_keep'])
+    return dict(
+        logits=logits, kl_steps=kl_steps, kl=kl, z=z, mu=mu, logvar=logvar,
+        prior_mu=_take_step(mu_p, last),
+        prior_logvar=_take_step(logvar_p, last),
+    )
+
+
+def dialogue_loss(
+    model: DialogTWRVAE, params, batch: dict[str, Array], keys: PRNGKey,
+    beta: Array | float, train: bool, reduction: str = 'sum', *,
+    max_turns: Array | None = None, count: Array | None = None,
+) -> tuple[Array, dict[str, Array]]:
+  """The training objective, recon + beta * timestep-wise KL (SPEC B.4).
+
+  Args:
+    model: the model.
+    params: its parameters.
+    batch: a `dialogue_data` batch.
+    keys: typed PRNG keys [B], one per example.
+    beta: the KL weight (1 for Switchboard; `dailydialog_kl_schedule` for
+      DailyDialog).
+    train: enables dropout.
+    reduction: 'sum' over the batch (the original) or 'mean' per example.
+    max_turns: see `DialogTWRVAE.__call__`.
+    count: the divisor of 'mean' (see `losses.objective`).
+
+  Returns:
+    (loss, aux) with per-example <f32>[B] aux values: 'rec' the summed
+    cross-entropy of the response's targets (`</s>` in, pads out), 'kl' the
+    objective's KL term, 'kl_z' KL(q(z | x, c) || p(z | c)) at the final
+    context state, 'tokens' the number of scored targets.
+  """
+  out = model.apply(
+      {'params': params}, batch['context'], batch['context_lens'],
+      batch['floors'], batch['num_turns'], batch['response'],
+      batch['response_len'], keys, train=train, max_turns=max_turns,
+  )
+  response_len = batch['response_len']
+  rec = losses.token_nll(out['logits'], batch['response'][:, 1:], response_len)
+  loss = losses.objective(
+      rec, out['kl'], batch['weights'], beta, reduction, count
+  )
+  kl_z = gaussian_kl_two(
+      out['mu'], out['logvar'], out['prior_mu'], out['prior_logvar']
+  )
+  return loss, dict(rec=rec, kl=out['kl'], kl_z=kl_z, tokens=response_len - 1)
+
+
+def dailydialog_kl_schedule(num_batches: int) -> schedules.Schedule:
+  """The DailyDialog KL weight by step (SPEC B.4), in closed form.
+
+  The original sets beta = 0.1 once, then before every iteration
+  beta <- min(1, beta + 1 / (10 num_batches)) (`--warmup 10`), so step s
+  (0-based) uses min(1, 0.1 + (s + 1) / (10 num_batches)), reaching 1 after
+  9 epochs. That is `schedules`' 'linear' kind with start 0.1, warmup_epochs
+  9 and train_size / batch_size = num_batches: its rate
+  (1 - 0.1) / (9 num_batches) is the same increment. Being a function of the
+  step, it resumes exactly (the original restarts from 0.1 on reload).
+
+  Args:
+    num_batches: training batches per epoch (`DialogBatcher.num_batches`).
+
+  Returns:
+    A schedule from the step index to a float32 scalar beta.
+  """
+  return schedules.make_kl_schedule(
+      'linear', start=0.1, warmup_epochs=9.0, train_size=num_batches,
+      batch_size=1,
+  )
+
+
+def example_keys(key: PRNGKey, index: Array) -> PRNGKey:
+  """Typed keys [B], `fold_in(key, index[b])`: one per example index."""
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
+
+
+def prior_samples(keys: PRNGKey, mu: Array, logvar: Array,
+                  num_samples: int) -> Array:
+  """z_k = mu + sigma eps_k, eps from each example's key.
+
+  Args:
+    keys: typed PRNG keys [B].
+    mu, logvar: <f32>[B, Z] of p(z | c).
+    num_samples: K.
+
+  Returns:
+    <f32>[B, K, Z].
+  """
+  eps = jax.vmap(
+      lambda k: jax.random.normal(k, (num_samples, mu.shape[-1]))
+  )(keys)
+  return mu[:, None] + jnp.exp(0.5 * logvar)[:, None] * eps
+
+
+@functools.partial(
+    jax.jit, static_argnames=('model', 'num_samples', 'max_len')
+)
+def sample_responses(
+    model: DialogTWRVAE, params, batch: dict[str, Array], key: PRNGKey,
+    num_samples: int = 10, max_len: int = 40, *, bos_id: int | Array,
+    eos_id: int | Array,
+) -> tuple[Array, Array]:
+  """Greedy responses from K prior samples per context (SPEC B.6).
+
+  Eval mode. For each context, z_k ~ p(z | c) with noise from
+  `fold_in(key, index)`, so a context's samples do not depend on the other
+  rows of its batch; then argmax decoding from `<s>` with the hidden state
+  [z_k; c] for exactly `max_len` steps. As in the original, nothing is
+  masked out of the argmax and decoding goes on after `</s>`.
+
+  Args:
+    model: the model (static).
+    params: its parameters.
+    batch: a `dialogue_data` batch (context, context_lens, floors,
+      num_turns, index are read).
+    key: a typed PRNG key.
+    num_samples: K.
+    max_len: decoding steps.
+    bos_id, eos_id: the ids of `<s>` and `</s>` (`DialogVocab`).
+
+  Returns:
+    (tokens <i32>[B, K, max_len], every decoded token including those after
+    the first `</s>`; lengths <i32>[B, K], the tokens before the first
+    `</s>`, max_len if there is none).
+  """
+  variables = {'params': params}
+  c, _ = model.apply(
+      variables, batch['context'], batch['context_lens'], batch['floors'],
+      batch['num_turns'], method=DialogTWRVAE.encode_context,
+  )
+  mu, logvar = model.apply(variables, c, method=DialogTWRVAE.prior)
+  keys = example_keys(key, batch['index'])
+  z = prior_samples(keys, mu, logvar, num_samples)
+  b, k = z.shape[:2]
+  z = z.reshape(b * k, -1)
+  c = jnp.repeat(c, k, axis=0)
+  carry = model.apply(variables, z, c, method=DialogTWRVAE.decode_init)
+  bos = jnp.full((b * k,), bos_id, jnp.int32)
+
+  def step(state, _):
+    carry, prev = state
+    carry, logits = model.apply(
+        variables, carry, prev, method=DialogTWRVAE.decode_step
+    )
+    nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return (carry, nxt), nxt
+
+  _, tokens = jax.lax.scan(step, (carry, bos), None, length=max_len)
+  tokens = tokens.T.reshape(b, k, max_len)
+  lengths = jnp.sum(jnp.cumsum(tokens == eos_id, axis=-1) == 0, axis=-1)
+  return tokens, lengths.astype(jnp.int32)
