@@ -68,9 +68,13 @@ class Layout:
 
   def unreplicate(self, tree: Any) -> Any:
     """Fetches one copy of a replicated pytree to host NumPy arrays."""
-    if self.mode == 'pmap':
-      tree = jax.tree_util.tree_map(lambda x: x[0], tree)
-    return jax.device_get(tree)
+    if self.mode == 'jit':
+      return jax.device_get(tree)
+    # This process's first device holds a full copy. Indexing x[0] instead
+    # would address global device 0, which on other hosts is a cross-process
+    # read that can deadlock against the next collective.
+    return jax.tree_util.tree_map(
+        lambda x: _local_blocks(x)[0].reshape(x.shape[1:]), tree)
 
   def shard(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Splits a process's batch [B, ...] into [devices, B / devices, ...]."""
@@ -89,17 +93,24 @@ class Layout:
     return jax.tree_util.tree_map(split, batch)
 
   def unshard(self, tree: Any) -> Any:
-    """Inverse of `shard` for per-example outputs, fetched to the host."""
-    tree = jax.device_get(tree)
+    """Inverse of `shard`: this process's per-example outputs, on the host."""
     if self.mode == 'jit':
-      return tree
+      return jax.device_get(tree)
     return jax.tree_util.tree_map(
-        lambda x: x.reshape((-1,) + x.shape[2:]), tree
-    )
+        lambda x: np.concatenate(
+            [b.reshape((-1,) + x.shape[2:]) for b in _local_blocks(x)]), tree)
 
   def first(self, tree: Any) -> Any:
     """Fetches reduced (identical on all devices) step outputs to the host."""
     return self.unreplicate(tree)
+
+
+def _local_blocks(x: jax.Array) -> list[np.ndarray]:
+  """This process's per-device blocks of a pmap output, in local order."""
+  if not isinstance(x, jax.Array):
+    return list(np.asarray(x))
+  shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+  return [np.asarray(s.data) for s in shards]
 
 
 def make_layout(mode: str = 'auto') -> Layout:
