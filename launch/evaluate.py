@@ -16,6 +16,7 @@ from absl import flags
 
 from twr_jax import checkpoint
 from twr_jax import lm_eval
+from twr_jax import workdir as workdir_lib
 
 flags.DEFINE_string('workdir', None, 'Training workdir.')
 flags.DEFINE_enum('split', 'test', ['train', 'valid', 'test'], 'Split.')
@@ -34,7 +35,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   checkpoint.quiet_orbax_logging()
-  step = FLAGS.step if FLAGS.step in ('best', 'last') else int(FLAGS.step)
+  step = workdir_lib.parse_step(FLAGS.step)
   result = lm_eval.evaluate_run(
       FLAGS.workdir, FLAGS.split, step, FLAGS.iw_samples, FLAGS.iw_batch_size,
       FLAGS.iw_token_budget, FLAGS.paper_batch_size, FLAGS.mi_group_size)

@@ -40,7 +40,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   checkpoint.quiet_orbax_logging()
-  step = FLAGS.step if FLAGS.step in ('best', 'last') else int(FLAGS.step)
+  step = workdir_lib.parse_step(FLAGS.step)
   run = workdir_lib.load_run(FLAGS.workdir, step)
   lines = generate.generate(
       run, FLAGS.workdir, FLAGS.mode, FLAGS.decode, FLAGS.num, FLAGS.max_len,

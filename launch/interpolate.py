@@ -54,7 +54,7 @@ def format_text(result) -> str:
 def main(argv):
   del argv
   checkpoint.quiet_orbax_logging()
-  step = FLAGS.step if FLAGS.step in ('best', 'last') else int(FLAGS.step)
+  step = workdir_lib.parse_step(FLAGS.step)
   run = workdir_lib.load_run(FLAGS.workdir, step)
   seqs = datasets.load(run.config, FLAGS.workdir,
                        splits=(FLAGS.split,)).splits[FLAGS.split]

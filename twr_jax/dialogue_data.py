@@ -44,6 +44,7 @@ import json
 import os
 import pathlib
 import re
+from typing import Any
 
 from absl import logging
 import numpy as np
@@ -110,6 +111,47 @@ class Dialogue:
     )
 
 
+def switchboard_record(dialogue: Any, where: str) -> dict[str, Any]:
+  """Checks one NeuralDialog-CVAE dialogue (SPEC B.1) and makes its record."""
+  if not isinstance(dialogue, dict):
+    raise text.DataError(
+        f'{where}: expected a JSON object, got {type(dialogue).__name__}'
+    )
+  for key, kind in (('topic', str), ('prompt', str), ('utts', list)):
+    if not isinstance(dialogue.get(key), kind):
+      raise text.DataError(
+          f'{where}: key {key!r} is missing or not a {kind.__name__}'
+      )
+  if not dialogue['utts']:
+    raise text.DataError(f"{where}: 'utts' is empty (no turns)")
+  callers, utterances, acts = [], [], []
+  for i, utt in enumerate(dialogue['utts']):
+    if not (
+        isinstance(utt, list)
+        and len(utt) == 3
+        and utt[0] in ('A', 'B')
+        and isinstance(utt[1], str)
+        and isinstance(utt[2], list)
+        and utt[2]
+        and isinstance(utt[2][0], str)
+    ):
+      raise text.DataError(
+          f'{where}: utts[{i}] = {json.dumps(utt)[:80]}: expected'
+          ' ["A" or "B", text, [dialog act, sentiment]]'
+      )
+    callers.append(utt[0])
+    utterances.append(utt[1])
+    acts.append(utt[2][0])
+  return {
+      'topic': dialogue['topic'],
+      'prompt': dialogue['prompt'],
+      'callers': callers,
+      'utterances': utterances,
+      'acts': acts,
+  }
+
+
+
 def read_switchboard(path: text.PathLike) -> list[Dialogue]:
   """Reads NeuralDialog-CVAE's `json_data/*.jsonl` (one dialogue per line).
 
@@ -139,34 +181,8 @@ def read_switchboard(path: text.PathLike) -> list[Dialogue]:
       raise text.DataError(
           f'{where}: invalid JSON: {e.msg} at column {e.colno}'
       ) from None
-    if not isinstance(record, dict):
-      raise text.DataError(
-          f'{where}: expected a JSON object, got {type(record).__name__}'
-      )
-    for key, kind in (('topic', str), ('prompt', str), ('utts', list)):
-      if not isinstance(record.get(key), kind):
-        raise text.DataError(
-            f'{where}: key {key!r} is missing or not a {kind.__name__}'
-        )
-    if not record['utts']:
-      raise text.DataError(f"{where}: 'utts' is empty (no turns)")
-    callers, utterances = [], []
-    for i, utt in enumerate(record['utts']):
-      if not (
-          isinstance(utt, list)
-          and len(utt) == 3
-          and utt[0] in ('A', 'B')
-          and isinstance(utt[1], str)
-          and isinstance(utt[2], list)
-          and utt[2]
-          and isinstance(utt[2][0], str)
-      ):
-        raise text.DataError(
-            f'{where}: utts[{i}] = {json.dumps(utt)[:80]}: expected'
-            ' ["A" or "B", text, [dialog act, sentiment]]'
-        )
-      callers.append(utt[0])
-      utterances.append(utt[1])
+    parsed = switchboard_record(record, where)
+    callers, utterances = parsed['callers'], parsed['utterances']
     dialogues.append(Dialogue.from_callers(utterances, callers, where))
   return dialogues
 

@@ -38,6 +38,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from twr_jax import dialogue_data
 from twr_jax import text
 
 SPLITS = ('train', 'valid', 'test')
@@ -334,44 +335,6 @@ class Yelp(_Builder):
       yield {'text': body, 'label': label, 'line': line}
 
 
-def _switchboard_record(dialogue: Any, where: str) -> dict[str, Any]:
-  """Checks one NeuralDialog-CVAE dialogue (SPEC B.1) and makes its record."""
-  if not isinstance(dialogue, dict):
-    raise text.DataError(
-        f'{where}: expected a JSON object, got {type(dialogue).__name__}'
-    )
-  for key, kind in (('topic', str), ('prompt', str), ('utts', list)):
-    if not isinstance(dialogue.get(key), kind):
-      raise text.DataError(
-          f'{where}: key {key!r} is missing or not a {kind.__name__}'
-      )
-  callers, utterances, acts = [], [], []
-  for i, utt in enumerate(dialogue['utts']):
-    if not (
-        isinstance(utt, list)
-        and len(utt) == 3
-        and utt[0] in ('A', 'B')
-        and isinstance(utt[1], str)
-        and isinstance(utt[2], list)
-        and utt[2]
-        and isinstance(utt[2][0], str)
-    ):
-      raise text.DataError(
-          f'{where}: utts[{i}] = {json.dumps(utt)[:80]}: expected'
-          ' ["A" or "B", text, [dialog act, sentiment]]'
-      )
-    callers.append(utt[0])
-    utterances.append(utt[1])
-    acts.append(utt[2][0])
-  return {
-      'topic': dialogue['topic'],
-      'prompt': dialogue['prompt'],
-      'callers': callers,
-      'utterances': utterances,
-      'acts': acts,
-  }
-
-
 class Switchboard(_Builder):
   """Switchboard dialogues in NeuralDialog-CVAE's json format (2316/60/62).
 
@@ -420,7 +383,7 @@ class Switchboard(_Builder):
         raise text.DataError(
             f'{where}: invalid JSON: {e.msg} at column {e.colno}'
         ) from None
-      yield _switchboard_record(dialogue, where)
+      yield dialogue_data.switchboard_record(dialogue, where)
 
 
 class DailyDialog(_Builder):

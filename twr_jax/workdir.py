@@ -39,6 +39,17 @@ class Run:
   step: int
 
 
+def parse_step(value: str) -> int | str:
+  """A `--step` flag value: 'best', 'last' or a step number."""
+  if value in ('best', 'last'):
+    return value
+  try:
+    return int(value)
+  except ValueError:
+    raise ValueError(f"--step must be 'best', 'last' or a number, got"
+                     f' {value!r}') from None
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
