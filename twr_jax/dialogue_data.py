@@ -41,8 +41,6 @@ import collections
 from collections.abc import Iterable, Iterator, Sequence
 import dataclasses
 import json
-import os
-import pathlib
 import re
 from typing import Any
 
@@ -61,7 +59,6 @@ EOU = '__eou__'
 
 # nltk's WordPunctTokenizer is exactly this regular expression (SPEC B.1).
 _WORDPUNCT = re.compile(r'\w+|[^\w\s]+')
-_SPACE = re.compile(r'\s')
 
 Batch = dict[str, np.ndarray]
 
@@ -172,7 +169,18 @@ def read_switchboard(path: text.PathLike) -> list[Dialogue]:
       or not valid JSON, or a key is missing or malformed; the message names
       `file:line` and the field.
   """
-  dialogues = []
+  return [Dialogue.from_callers(r['utterances'], r['callers'], where)
+          for where, r in read_switchboard_records(path)]
+
+
+def read_switchboard_records(
+    path: text.PathLike) -> list[tuple[str, dict[str, Any]]]:
+  """Parses and checks every line of a `.jsonl` file (see `read_switchboard`).
+
+  Returns:
+    ('file:line', `switchboard_record`) per dialogue, in file order.
+  """
+  records = []
   for number, line in enumerate(text.read_lines(path), start=1):
     where = f'{path}:{number}'
     try:
@@ -181,10 +189,8 @@ def read_switchboard(path: text.PathLike) -> list[Dialogue]:
       raise text.DataError(
           f'{where}: invalid JSON: {e.msg} at column {e.colno}'
       ) from None
-    parsed = switchboard_record(record, where)
-    callers, utterances = parsed['callers'], parsed['utterances']
-    dialogues.append(Dialogue.from_callers(utterances, callers, where))
-  return dialogues
+    records.append((where, switchboard_record(record, where)))
+  return records
 
 
 def read_dailydialog(path: text.PathLike) -> list[Dialogue]:
@@ -261,7 +267,7 @@ def tokenize_dialogue(
   return turns, [0] + list(dialogue.floors)
 
 
-class DialogVocab:
+class DialogVocab(text.Vocab):
   """Maps tokens to ids: `<pad>`=0, `<unk>`=1, then the training count order.
 
   `<s>`, `</s>` and `<d>` get ids by their frequency, as in the original.
@@ -273,35 +279,14 @@ class DialogVocab:
     bod_id: the id of `<d>`.
   """
 
-  def __init__(self, tokens: Sequence[str]):
-    """Makes a vocabulary from its token list.
+  SPECIALS = SPECIALS
+  REQUIRED = BOD_TURN
+  BOS_TOKEN = BOS_TOKEN
+  EOS_TOKEN = EOS_TOKEN
 
-    Args:
-      tokens: the token of every id; must start with `SPECIALS`, hold `<s>`,
-        `</s>` and `<d>`, and no duplicate, empty or whitespace-containing
-        token.
-
-    Raises:
-      ValueError: `tokens` breaks one of these rules.
-    """
-    tokens = list(tokens)
-    if tuple(tokens[: len(SPECIALS)]) != SPECIALS:
-      raise ValueError(f'a dialogue vocabulary must start with {SPECIALS}')
-    index = {}
-    for i, token in enumerate(tokens):
-      if not token or _SPACE.search(token):
-        raise ValueError(f'id {i}: token {token!r} is empty or has whitespace')
-      if token in index:
-        raise ValueError(f'id {i}: token {token!r} repeats id {index[token]}')
-      index[token] = i
-    missing = [t for t in BOD_TURN if t not in index]
-    if missing:
-      raise ValueError(f'the vocabulary lacks the tokens {missing}')
-    self.tokens = tokens
-    self._index = index
-    self.bos_id = index[BOS_TOKEN]
-    self.eos_id = index[EOS_TOKEN]
-    self.bod_id = index[BOD_TOKEN]
+  @property
+  def bod_id(self) -> int:
+    return self._index[BOD_TOKEN]
 
   @classmethod
   def build(
@@ -349,67 +334,6 @@ class DialogVocab:
     return cls.build(
         (t for d in dialogues for t in tokenize_dialogue(d)[0]), max_size
     )
-
-  def __len__(self) -> int:
-    return len(self.tokens)
-
-  def encode(self, tokens: Iterable[str]) -> np.ndarray:
-    """Returns the ids `<int32>[len(tokens)]` of `tokens`; OOV maps to UNK."""
-    get = self._index.get
-    return np.array([get(t, UNK) for t in tokens], dtype=np.int32)
-
-  def decode(self, ids: Iterable[int]) -> list[str]:
-    """Returns the tokens of `ids` before the first `</s>`, bar PAD, `<s>`."""
-    tokens = []
-    for i in ids:
-      i = int(i)
-      if i == self.eos_id:
-        break
-      if i not in (PAD, self.bos_id):
-        tokens.append(self.tokens[i])
-    return tokens
-
-  def save(self, path: text.PathLike) -> None:
-    """Writes one token per line, in id order, atomically (tmp + rename)."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(''.join(t + '\n' for t in self.tokens), encoding='utf-8')
-    os.replace(tmp, path)
-
-  @classmethod
-  def load(cls, path: text.PathLike) -> 'DialogVocab':
-    """Reads a vocabulary written by `save`.
-
-    Raises:
-      text.DataError: the file is missing, empty or not UTF-8, a line is blank,
-        holds whitespace or repeats an earlier token, the first lines are not
-        `SPECIALS`, or `<s>`, `</s>` or `<d>` is missing.
-    """
-    tokens = text.read_lines(path, allow_blank=True)
-    seen = {}
-    for number, token in enumerate(tokens, start=1):
-      if not token or _SPACE.search(token):
-        raise text.DataError(
-            f'{path}:{number}: blank line or whitespace in token {token!r}'
-            ' (expected one token per line)'
-        )
-      if number <= len(SPECIALS) and token != SPECIALS[number - 1]:
-        raise text.DataError(
-            f'{path}:{number}: expected special token'
-            f' {SPECIALS[number - 1]!r}, got {token!r}'
-        )
-      if token in seen:
-        raise text.DataError(
-            f'{path}:{number}: duplicate token {token!r} (first on line'
-            f' {seen[token]})'
-        )
-      seen[token] = number
-    missing = [t for t in SPECIALS + BOD_TURN if t not in seen]
-    if missing:
-      raise text.DataError(
-          f'{path}:{len(tokens)}: file ends without the tokens {missing}'
-      )
-    return cls(tokens)
 
 
 def truncate(ids: Sequence[int], max_utt_len: int) -> list[int]:

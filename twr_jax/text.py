@@ -148,23 +148,34 @@ def read_corpus(
 class Vocab:
   """Maps tokens to ids; ids 0-3 are `SPECIALS`, the rest follow count order.
 
+  Subclasses (the dialogue vocabulary) change the class attributes: the
+  leading special tokens, further tokens that must be present, and which
+  tokens start and end a sentence.
+
   Attributes:
     tokens: the token of every id, `tokens[i]` is the token of id `i`.
+    bos_id, eos_id: ids of the sentence start and end tokens.
   """
+
+  SPECIALS: tuple[str, ...] = SPECIALS
+  REQUIRED: tuple[str, ...] = ()
+  BOS_TOKEN = SPECIALS[BOS]
+  EOS_TOKEN = SPECIALS[EOS]
 
   def __init__(self, tokens: Sequence[str]):
     """Makes a vocabulary from its token list.
 
     Args:
-      tokens: the token of every id; must start with `SPECIALS`, hold no
-        duplicates and no empty or whitespace-containing token.
+      tokens: the token of every id; must start with `SPECIALS`, hold the
+        `REQUIRED` tokens, and no duplicates and no empty or
+        whitespace-containing token.
 
     Raises:
       ValueError: `tokens` breaks one of these rules.
     """
     tokens = list(tokens)
-    if tuple(tokens[: len(SPECIALS)]) != SPECIALS:
-      raise ValueError(f'a vocabulary must start with {SPECIALS}')
+    if tuple(tokens[: len(self.SPECIALS)]) != self.SPECIALS:
+      raise ValueError(f'a vocabulary must start with {self.SPECIALS}')
     index = {}
     for i, token in enumerate(tokens):
       if not token or _SPACE.search(token):
@@ -172,8 +183,13 @@ class Vocab:
       if token in index:
         raise ValueError(f'id {i}: token {token!r} repeats id {index[token]}')
       index[token] = i
+    missing = [t for t in self.REQUIRED if t not in index]
+    if missing:
+      raise ValueError(f'the vocabulary lacks the tokens {missing}')
     self.tokens = tokens
     self._index = index
+    self.bos_id = index[self.BOS_TOKEN]
+    self.eos_id = index[self.EOS_TOKEN]
 
   @classmethod
   def build(
@@ -225,7 +241,8 @@ class Vocab:
     """Returns `<int32>[len(tokens) + 2]`: BOS, the ids of `tokens`, EOS."""
     get = self._index.get
     return np.array(
-        [BOS] + [get(t, UNK) for t in tokens] + [EOS], dtype=np.int32
+        [self.bos_id] + [get(t, UNK) for t in tokens] + [self.eos_id],
+        dtype=np.int32,
     )
 
   def decode(self, ids: Iterable[int]) -> list[str]:
@@ -233,9 +250,9 @@ class Vocab:
     tokens = []
     for i in ids:
       i = int(i)
-      if i == EOS:
+      if i == self.eos_id:
         break
-      if i not in (PAD, BOS):
+      if i not in (PAD, self.bos_id):
         tokens.append(self.tokens[i])
     return tokens
 
@@ -262,6 +279,7 @@ class Vocab:
         `SPECIALS`.
     """
     tokens = read_lines(path, allow_blank=True)
+    specials = cls.SPECIALS
     seen = {}
     for number, token in enumerate(tokens, start=1):
       if not token or _SPACE.search(token):
@@ -269,10 +287,10 @@ class Vocab:
             f'{path}:{number}: blank line or whitespace in token {token!r}'
             ' (expected one token per line)'
         )
-      if number <= len(SPECIALS) and token != SPECIALS[number - 1]:
+      if number <= len(specials) and token != specials[number - 1]:
         raise DataError(
             f'{path}:{number}: expected special token'
-            f' {SPECIALS[number - 1]!r}, got {token!r}'
+            f' {specials[number - 1]!r}, got {token!r}'
         )
       if token in seen:
         raise DataError(
@@ -280,9 +298,14 @@ class Vocab:
             f' {seen[token]})'
         )
       seen[token] = number
-    if len(tokens) < len(SPECIALS):
+    if len(tokens) < len(specials):
       raise DataError(
           f'{path}:{len(tokens)}: file ends before the special tokens'
-          f' {SPECIALS} are complete'
+          f' {specials} are complete'
+      )
+    missing = [t for t in cls.REQUIRED if t not in seen]
+    if missing:
+      raise DataError(
+          f'{path}:{len(tokens)}: file ends without the tokens {missing}'
       )
     return cls(tokens)

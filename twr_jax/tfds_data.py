@@ -28,7 +28,6 @@ from collections.abc import Iterator, Mapping, Sequence
 import hashlib
 import inspect
 import io
-import json
 import os
 import pathlib
 from typing import Any, ClassVar
@@ -375,15 +374,8 @@ class Switchboard(_Builder):
     }
 
   def _examples(self, path):
-    for number, line in enumerate(text.read_lines(path), start=1):
-      where = f'{path}:{number}'
-      try:
-        dialogue = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise text.DataError(
-            f'{where}: invalid JSON: {e.msg} at column {e.colno}'
-        ) from None
-      yield dialogue_data.switchboard_record(dialogue, where)
+    for _, record in dialogue_data.read_switchboard_records(path):
+      yield record
 
 
 class DailyDialog(_Builder):
