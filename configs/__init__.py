@@ -8,7 +8,7 @@ entry points (`twr-train --config=ptb:twr_mean`).
 
 import os
 
-NAMES = ('synthetic', 'ptb', 'yahoo', 'yelp')
+NAMES = ('synthetic', 'ptb', 'yahoo', 'yelp', 'switchboard', 'dailydialog')
 
 
 def config_path(spec: str) -> str:

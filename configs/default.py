@@ -15,7 +15,13 @@ from ml_collections import config_dict
 
 # Variant name -> overrides (dotted field -> value). `vae*` are the paper's
 # VAE-LSTM / GRU / RNN baselines: KL on the last step only, with He et al.'s
-# linear KL annealing (0.1 -> 1 over 10 epochs).
+# linear KL annealing (0.1 -> 1 over 10 epochs). The other baselines of the
+# paper's Table 2 are VAE-LSTMs too (BUILD_NOTES.md, "Baselines"):
+#   vae_cyclical  Fu et al.'s (2019) cyclical annealing (4 cycles, ratio 0.5)
+#                 instead of the linear one;
+#   vae_freebits  + Kingma et al.'s (2016) free bits, 0.5 nats per dimension;
+#   bn_vae        + Zhu et al.'s (2020) BN on mu with fixed scale 0.7;
+#   lagging_vae   + He et al.'s (2019) aggressive encoder training.
 _VAE = {'model.kl_window': 'last', 'train.kl_schedule.kind': 'linear'}
 VARIANTS = {
     'twr': {},
@@ -29,6 +35,10 @@ VARIANTS = {
     'vae': _VAE,
     'vae_gru': {**_VAE, 'model.cell': 'gru'},
     'vae_rnn': {**_VAE, 'model.cell': 'rnn'},
+    'vae_cyclical': {**_VAE, 'train.kl_schedule.kind': 'cyclical'},
+    'vae_freebits': {**_VAE, 'model.free_bits': 0.5},
+    'bn_vae': {**_VAE, 'model.bn_gamma': 0.7},
+    'lagging_vae': {**_VAE, 'train.lagging.enabled': True},
 }
 
 
@@ -65,6 +75,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.z_mode = 'last'
   c.model.kl_window = 'all'
   c.model.dropout = 0.5
+  # Free bits (Kingma et al. 2016): lambda in nats per latent dimension; the
+  # KL term becomes sum_j max(lambda, batch-mean KL_j). 0: off.
+  c.model.free_bits = 0.0
+  # BN-VAE (Zhu et al. 2020): batch-normalise mu with this fixed scale gamma
+  # and a learnt shift (E[KL] >= latent * gamma^2 / 2). None: off.
+  c.model.bn_gamma = config_dict.placeholder(float)
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 64  # Global, over all devices and processes.
@@ -81,6 +97,13 @@ def get_config() -> ml_collections.ConfigDict:
       dict(kind='constant', beta=1.0, start=0.1, warmup_epochs=10.0,
            logistic_k=0.0025, logistic_x0=2500, cycles=4, ratio=0.5)
   )
+  # He et al. (2019) aggressive encoder training (twr_jax/lagging.py): before
+  # each step, up to max_inner encoder-only steps, stopped when the loss per
+  # token of a window of `window` steps is above the previous window's; off
+  # for good once the validation MI decreases.
+  c.train.lagging = ml_collections.ConfigDict(
+      dict(enabled=False, max_inner=100, window=15)
+  )
   c.train.parallel = 'auto'  # 'auto' | 'pmap' | 'jit' (see parallel.py).
   c.train.log_every_steps = 50
   c.train.eval_every_steps = config_dict.placeholder(int)  # None: per epoch.
@@ -94,19 +117,33 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
-def apply_variant(config: ml_collections.ConfigDict,
-                  variant: str) -> ml_collections.ConfigDict:
-  """Applies a named variant's overrides in place and records its name."""
-  variant = variant or 'twr'
-  if variant not in VARIANTS:
-    raise ValueError(
-        f'unknown variant {variant!r}; allowed: {", ".join(VARIANTS)}'
-    )
-  for field, value in VARIANTS[variant].items():
+def set_fields(config: ml_collections.ConfigDict,
+               overrides: dict[str, object]) -> ml_collections.ConfigDict:
+  """Sets dotted fields in place: {'model.cell': 'gru'} -> config.model.cell."""
+  for field, value in overrides.items():
     *path, leaf = field.split('.')
     node = config
     for part in path:
       node = node[part]
     node[leaf] = value
+  return config
+
+
+def apply_variant(config: ml_collections.ConfigDict, variant: str,
+                  variants=None) -> ml_collections.ConfigDict:
+  """Applies a named variant's overrides in place and records its name.
+
+  Args:
+    config: the config.
+    variant: a key of `variants` ('' means 'twr').
+    variants: name -> overrides; default this file's `VARIANTS`.
+  """
+  variants = VARIANTS if variants is None else variants
+  variant = variant or 'twr'
+  if variant not in variants:
+    raise ValueError(
+        f'unknown variant {variant!r}; allowed: {", ".join(variants)}'
+    )
+  set_fields(config, variants[variant])
   config.variant = variant
   return config

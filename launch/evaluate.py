@@ -1,11 +1,16 @@
-"""Evaluates a trained language model: standard and paper-protocol numbers.
+"""Evaluates a trained run: standard and paper-protocol numbers.
 
   python -m launch.evaluate --workdir=W [--split=test] [--iw_samples=500]
       [--step=best|last|N]
+  python -m launch.evaluate --workdir=DIALOGUE_W [--split=test]
+      [--word_vectors=glove.twitter.27B.200d.txt] [--references=FILE]
 
-Writes W/eval_<split>.json with two labelled sections and prints a table (see
-twr_jax/lm_eval.py): `standard` (IW-NLL, PPL, ELBO, KL, MI, AU, KL profile) and
-`paper` (the original code's protocol, not a likelihood bound).
+Writes W/eval_<split>.json with two labelled sections and prints a table.
+Language model (twr_jax/lm_eval.py): `standard` (IW-NLL, PPL, ELBO, KL, MI,
+AU, KL profile) and `paper` (the original code's protocol, not a likelihood
+bound). Dialogue (twr_jax/dialogue_eval.py): 10 greedy prior samples per
+context scored by BLEU, BOW embedding and distinct-n in `paper` (SPEC B.7) and
+`standard` (SPEC B.8) modes, plus W/samples_<split>.jsonl.
 """
 
 import json
@@ -15,6 +20,7 @@ from absl import app
 from absl import flags
 
 from twr_jax import checkpoint
+from twr_jax import dialogue_eval
 from twr_jax import lm_eval
 from twr_jax import workdir as workdir_lib
 
@@ -28,6 +34,17 @@ flags.DEFINE_integer('iw_token_budget', 16384,
 flags.DEFINE_integer('paper_batch_size', 64, 'Batch size of the paper protocol.')
 flags.DEFINE_integer('mi_group_size', None,
                      'Sentences per MI group (default: the config, 32).')
+flags.DEFINE_string('word_vectors', None,
+                    'Dialogue: word vectors (GloVe/word2vec text) for the BOW'
+                    ' metrics; default config.eval.word_vectors.')
+flags.DEFINE_string('references', None,
+                    'Dialogue: multi-reference file (JSON lines).')
+flags.DEFINE_string('data_dir', None, 'Overrides config.data.dir.')
+flags.DEFINE_integer('num_samples', None, 'Dialogue: responses per context.')
+flags.DEFINE_integer('sample_batch_size', None,
+                     'Dialogue: contexts decoded together.')
+flags.DEFINE_integer('max_contexts', None,
+                     'Dialogue: only the first N contexts (smoke runs).')
 flags.mark_flag_as_required('workdir')
 FLAGS = flags.FLAGS
 
@@ -36,6 +53,17 @@ def main(argv):
   del argv
   checkpoint.quiet_orbax_logging()
   step = workdir_lib.parse_step(FLAGS.step)
+  config = workdir_lib.load_config(FLAGS.workdir)
+  if config.get('task', 'lm') == 'dialogue':
+    result = dialogue_eval.evaluate_run(
+        FLAGS.workdir, FLAGS.split, step, word_vectors=FLAGS.word_vectors,
+        references=FLAGS.references, data_dir=FLAGS.data_dir,
+        num_samples=FLAGS.num_samples, batch_size=FLAGS.sample_batch_size,
+        max_contexts=FLAGS.max_contexts)
+    paths = dialogue_eval.write_result(result, FLAGS.workdir)
+    print(dialogue_eval.format_result(result))
+    print('wrote ' + ', '.join(paths))
+    return
   result = lm_eval.evaluate_run(
       FLAGS.workdir, FLAGS.split, step, FLAGS.iw_samples, FLAGS.iw_batch_size,
       FLAGS.iw_token_budget, FLAGS.paper_batch_size, FLAGS.mi_group_size)

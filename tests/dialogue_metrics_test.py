@@ -93,10 +93,72 @@ _NLTK35_TABLE = (
     ('a b a b a b </s>', 'a b a b a b a b a b a b </s>', 0.6223095770166231),
 )
 
+# (references, hypothesis, value) from nltk==3.5's
+# sentence_bleu([ref.split() for ref in refs], hyp.split(), weights=(1/3,
+# 1/3, 1/3), smoothing_function=SmoothingFunction().method7) on Python 3.11,
+# any exception recorded as 0.0. Random token lists, picked for ties in the
+# closest reference length, counts clipped above every single reference's,
+# zero-count orders (3.5's method 4), one-token hypotheses (ZeroDivisionError)
+# and four references.
+_NLTK35_MULTI_TABLE = (
+    (['yeah the i', 'yeah uh i you </s> i the',
+      'uh you uh </s> the know yeah i', 'uh'],
+     'yeah </s>', 5.229317289076315),
+    (['uh know yeah the </s> know uh the the',
+      '</s> </s> uh i the </s> yeah', 'i',
+      '</s> the you you know yeah you'],
+     'i know know </s> know i </s> you', 0.6101411642223662),
+    (['know uh yeah </s> you yeah </s> uh the', 'you',
+      'know i know know the know you'],
+     'know know </s> </s>', 1.3030882394413055),
+    (['the know i i uh yeah uh i yeah',
+      'the the the the the the you the yeah', 'i you i', '</s> the'],
+     '</s> i know the </s> you', 0.9568849222748443),
+    (['know you </s> </s> i', 'the the know know the i </s>', 'you know',
+      'i </s> know'],
+     'i yeah know know i i', 0.6919405450543459),
+    (['</s> know </s>', 'uh the', 'know know yeah uh i i'],
+     'yeah the i the the', 0.9049800588238369),
+    (['i know i </s> the you you know know', 'i yeah'],
+     'yeah know you uh uh yeah the yeah', 0.5685675268024764),
+    (['know the </s> uh know the i uh yeah', 'know you yeah'],
+     'know you uh </s> uh uh uh uh you', 0.5508729236849155),
+    (['yeah yeah yeah </s> the', '</s> </s> you yeah know'],
+     'yeah i you i the uh </s>', 0.7504067248072044),
+    (['i yeah yeah uh uh uh the </s> the', 'i i the </s>',
+      'uh yeah the the the yeah i', 'uh yeah'],
+     'i yeah uh yeah uh uh you uh you', 0.48192385557643647),
+    (['the the', 'i the yeah the yeah yeah'],
+     'yeah </s> know you you uh', 0.7535119745226898),
+    (['yeah </s> uh know </s>'], 'yeah you', 1.1225115395702179),
+    (['uh </s> know </s> know', 'yeah you', 'i you know </s> i',
+      'know you i yeah yeah the </s> the'],
+     '</s> you you you you yeah the', 0.5404181471222734),
+    (['uh </s> uh yeah you the', 'yeah </s> </s> </s> know you',
+      'yeah know yeah </s>', 'yeah'],
+     'uh i the </s> uh uh', 0.742391875715051),
+    (['i know know yeah </s>', '</s> the uh yeah </s> </s> the yeah know',
+      'i the i i you you know'],
+     'i', 0.0),
+    (['know i i'], 'i', 0.0),
+    (['uh you you know', 'uh know yeah uh', '</s>',
+      '</s> the uh yeah uh </s>'],
+     'yeah yeah i', 1.8797471000505739),
+    (['the uh you', 'yeah uh yeah', 'the yeah yeah uh </s> i',
+      'you uh yeah yeah'],
+     'yeah the', 3.171741265190137),
+)
+
 
 def _nltk_modern(reference, hypothesis):
   return nltk_bleu.sentence_bleu(
       [reference], hypothesis, weights=(1 / 3, 1 / 3, 1 / 3),
+      smoothing_function=nltk_bleu.SmoothingFunction().method7)
+
+
+def _nltk_modern_multi(references, hypothesis):
+  return nltk_bleu.sentence_bleu(
+      references, hypothesis, weights=(1 / 3, 1 / 3, 1 / 3),
       smoothing_function=nltk_bleu.SmoothingFunction().method7)
 
 
@@ -222,6 +284,190 @@ class BleuScoresTest(absltest.TestCase):
       dm.bleu_scores([['a']], [[]])
     with self.assertRaisesRegex(ValueError, 'No contexts'):
       dm.bleu_scores([], [])
+
+
+class MultiReferenceBleuTest(absltest.TestCase):
+
+  def test_hand_example_clips_by_the_max_over_references(self):
+    references = ['a b c d'.split(), 'a a b'.split()]
+    hypothesis = 'a a b c'.split()
+    # Clipped by the max over references: a 2/2 (from the second), b, c:
+    # p1 = 4/4; aa, ab, bc: p2 = 3/3; aab, abc: p3 = 2/2; no 5-gram: 0/1.
+    # Closest reference length 4 = c, so bp = exp(0) = 1. Method 5 with
+    # p_0 = p_1 + 1 = 2: (2 + 1 + 1)/3 = 4/3, (4/3 + 1 + 1)/3 = 10/9,
+    # (10/9 + 1 + 0)/3 = 19/27.
+    expected = (4 / 3 * 10 / 9 * 19 / 27)**(1 / 3)
+    for impl in dm.BLEU_IMPLS:  # No zero-count order: method 4 is idle.
+      self.assertAlmostEqual(
+          dm.multi_sentence_bleu(references, hypothesis, impl), expected,
+          delta=1e-14)
+      # Either reference alone clips a or c away, so scores less.
+      for reference in references:
+        self.assertLess(dm.sentence_bleu(reference, hypothesis, impl),
+                        expected)
+
+  def test_hand_example_tie_in_reference_length_takes_the_shorter(self):
+    hypothesis = 'a b c'.split()
+    short, long = 'a b'.split(), 'a b c x'.split()
+    # Both are 1 from c = 3; the shorter (2 < c) gives bp = 1, the longer
+    # would give exp(1 - 4/3). The precisions are those of the example
+    # above: every order fully matched, 5-gram 0.
+    expected = (4 / 3 * 10 / 9 * 19 / 27)**(1 / 3)
+    for impl in dm.BLEU_IMPLS:
+      for references in ([short, long], [long, short]):
+        self.assertAlmostEqual(
+            dm.multi_sentence_bleu(references, hypothesis, impl), expected,
+            delta=1e-14)
+      self.assertAlmostEqual(
+          dm.multi_sentence_bleu([long], hypothesis, impl),
+          math.exp(1 - 4 / 3) * expected, delta=1e-14)
+
+  def test_hand_example_five_gram_precision_uses_every_reference(self):
+    references = [['x', 'y'], 'a b c d e'.split()]
+    hypothesis = 'a b c d e'.split()
+    # p1..p3 = 1, and method 5's extra 5-gram precision is 1/1 thanks to the
+    # second reference: (2 + 1 + 1)/3, (4/3 + 1 + 1)/3, (10/9 + 1 + 1)/3.
+    # Closest reference length 5 = c: bp = 1.
+    expected = (4 / 3 * 10 / 9 * 28 / 27)**(1 / 3)
+    for impl in dm.BLEU_IMPLS:
+      for refs in (references, references[::-1]):
+        self.assertAlmostEqual(dm.multi_sentence_bleu(refs, hypothesis, impl),
+                               expected, delta=1e-14)
+    self.assertEqual(
+        dm.multi_sentence_bleu(references, hypothesis, 'nltk_modern'),
+        float(_nltk_modern_multi(references, hypothesis)))
+
+  def test_modern_matches_nltk_on_random_token_lists(self):
+    rng = random.Random(2)
+    vocab = ['i', 'you', 'know', 'yeah', 'the', 'uh', '</s>']
+    ties = nonzero = 0
+    for _ in range(600):
+      hypothesis = rng.choices(vocab, k=rng.randint(0, 12))
+      references = [rng.choices(vocab, k=rng.randint(0, 10))
+                    for _ in range(rng.randint(1, 4))]
+      if rng.random() < 0.3:
+        # Two references equally far from the hypothesis length.
+        d = rng.randint(1, 3)
+        references[0] = rng.choices(vocab, k=len(hypothesis) + d)
+        references.insert(rng.randint(1, len(references)),
+                          rng.choices(vocab, k=max(0, len(hypothesis) - d)))
+      if rng.random() < 0.3 and len(hypothesis) >= 5:
+        # A long match (up to 5-grams) with some reference, not the first.
+        start = rng.randint(0, len(hypothesis) - 5)
+        i = rng.randrange(len(references))
+        references[i] = references[i] + hypothesis[start:start + 5]
+      lengths = [len(r) for r in references]
+      c = len(hypothesis)
+      best = min(abs(n - c) for n in lengths)
+      ties += best > 0 and c - best in lengths and c + best in lengths
+      ours = dm.multi_sentence_bleu(references, hypothesis, 'nltk_modern')
+      theirs = float(_nltk_modern_multi(references, hypothesis))
+      # Same operations in the same order: bit for bit.
+      self.assertEqual(ours, theirs, msg=f'{references} / {hypothesis}')
+      nonzero += theirs > 0
+    self.assertGreater(ties, 100)
+    self.assertGreater(nonzero, 400)
+
+  def test_nltk35_matches_values_from_nltk35(self):
+    for references, hypothesis, expected in _NLTK35_MULTI_TABLE:
+      references = [reference.split() for reference in references]
+      self.assertAlmostEqual(
+          dm.multi_sentence_bleu(references, hypothesis.split(), 'nltk35'),
+          expected, delta=1e-12, msg=f'{references} / {hypothesis}')
+      self.assertEqual(
+          dm.multi_sentence_bleu(references, hypothesis.split(),
+                                 'nltk_modern'),
+          float(_nltk_modern_multi(references, hypothesis.split())))
+
+  def test_one_reference_is_sentence_bleu(self):
+    cases = [(r.split(), h.split()) for r, h, _ in _NLTK35_TABLE]
+    cases += [(_GOLDEN_REF.split(), h.split()) for h, _, _ in _GOLDEN]
+    for reference, hypothesis in cases:
+      for impl in dm.BLEU_IMPLS:
+        self.assertEqual(
+            dm.multi_sentence_bleu([reference], hypothesis, impl),
+            dm.sentence_bleu(reference, hypothesis, impl))
+    # A duplicated reference changes nothing either.
+    reference, hypothesis = cases[0]
+    self.assertEqual(
+        dm.multi_sentence_bleu([reference, reference], hypothesis, 'nltk35'),
+        dm.sentence_bleu(reference, hypothesis, 'nltk35'))
+
+  def test_rejects_bad_references(self):
+    with self.assertRaisesRegex(ValueError, 'at least one reference'):
+      dm.multi_sentence_bleu([], ['a'])
+    with self.assertRaisesRegex(TypeError, 'token lists'):
+      dm.multi_sentence_bleu(['a', 'b'], ['a'])
+    with self.assertRaisesRegex(ValueError, 'impl'):
+      dm.multi_sentence_bleu([['a']], ['a'], 'nltk')
+
+  def test_multi_bleu_scores(self):
+    references = [['a b c d'.split(), 'a a b'.split()], [['x', 'y']]]
+    hypotheses = [['a a b c'.split(), ['a'], []], [['x', 'y'], ['y']]]
+    for impl in dm.BLEU_IMPLS:
+      scores = dm.multi_bleu_scores(references, hypotheses, impl)
+      per_context = [[dm.multi_sentence_bleu(refs, h, impl) for h in hyps]
+                     for refs, hyps in zip(references, hypotheses)]
+      recall = np.mean([max(s) for s in per_context])
+      precision = np.mean([np.mean(s) for s in per_context])
+      self.assertEqual(scores['recall'], recall)
+      self.assertEqual(scores['precision'], precision)
+      self.assertEqual(scores['f1'], 2 * precision * recall
+                       / (precision + recall + 1e-11))
+      # One reference per context: bleu_scores, exactly.
+      golden_hyps = [[h.split() for h, _, _ in _GOLDEN]] * 2
+      self.assertEqual(
+          dm.multi_bleu_scores([[_GOLDEN_REF.split()]] * 2, golden_hyps,
+                               impl),
+          dm.bleu_scores([_GOLDEN_REF.split()] * 2, golden_hyps, impl))
+    with self.assertRaisesRegex(ValueError, 'Context 1 needs'):
+      dm.multi_bleu_scores([[['a']], []], [[['a']], [['a']]])
+    with self.assertRaisesRegex(TypeError, 'Context 0'):
+      dm.multi_bleu_scores([['a b']], [[['a']]])
+    with self.assertRaisesRegex(ValueError, '1 references'):
+      dm.multi_bleu_scores([[['a']]], [[['a']], [['a']]])
+
+
+def test_read_references_tokenises_like_the_dialogue_data(tmp_path):
+  path = _write(tmp_path / 'refs.jsonl',
+                '["Don\'t know.", "yeah"]\n'
+                '["Uh-huh,  RIGHT", "ok", "i see"]\n\n')
+  assert dm.read_references(path, 2) == [
+      [['don', "'", 't', 'know', '.'], ['yeah']],
+      [['uh', '-', 'huh', ',', 'right'], ['ok'], ['i', 'see']],
+  ]
+  # No trailing newline at all is fine too, and so are CRLF line ends and a
+  # raw U+2028 (legal inside a JSON string) splitting two words.
+  path = _write(tmp_path / 'bare.jsonl', '["a"]')
+  assert dm.read_references(path, 1) == [[['a']]]
+  path = tmp_path / 'crlf.jsonl'
+  path.write_bytes('["x\u2028y"]\r\n["z"]\r\n'.encode('utf-8'))
+  assert dm.read_references(path, 2) == [[['x', 'y']], [['z']]]
+
+
+@pytest.mark.parametrize('name, text, pattern', [
+    ('json.jsonl', '["a"]\n["b"\n', r'json\.jsonl:2: invalid JSON'),
+    ('dict.jsonl', '{"refs": ["a"]}\n["b"]\n', r'dict\.jsonl:1: expected a'
+     ' JSON list'),
+    ('string.jsonl', '["a"]\n"b"\n', r'string\.jsonl:2: expected a JSON'),
+    ('emptylist.jsonl', '["a"]\n[]\n', r'emptylist\.jsonl:2: empty list'),
+    ('number.jsonl', '["a", 3]\n["b"]\n', r'number\.jsonl:1: reference 1'
+     ' is a int'),
+    ('nested.jsonl', '[["a"]]\n["b"]\n', r'nested\.jsonl:1: reference 0 is'
+     ' a list'),
+    ('blankref.jsonl', '["a"]\n["b", "  "]\n', r'blankref\.jsonl:2:'
+     ' reference 1'),
+    ('emptyref.jsonl', '[""]\n["b"]\n', r'emptyref\.jsonl:1: reference 0'),
+    ('gap.jsonl', '["a"]\n\n["b"]\n', r'gap\.jsonl:2: blank line'),
+    ('short.jsonl', '["a"]\n', r'short\.jsonl: 1 reference lines for 2'),
+    ('long.jsonl', '["a"]\n["b"]\n["c"]\n',
+     r'long\.jsonl: 3 reference lines for 2'),
+    ('empty.jsonl', '\n', r'empty\.jsonl: 0 reference lines for 2'),
+])
+def test_read_references_errors_name_file_and_line(tmp_path, name, text,
+                                                   pattern):
+  with pytest.raises(ValueError, match=pattern):
+    dm.read_references(_write(tmp_path / name, text), 2)
 
 
 # ----------------------------------------------------------------------------
@@ -593,6 +839,59 @@ class ScoreResponsesTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, '9 vocab tokens'):
       dm.score_responses(self.hypotheses, self.references, self.embedding,
                          self.vocab[:-1])
+
+  def test_multi_references(self):
+    multi = [[['i', 'know'], ["i", "do", "n't", "know"]], [['so', 'yeah']]]
+    plain = dm.score_responses(self.hypotheses, self.references)
+    result = dm.score_responses(self.hypotheses, self.references,
+                                multi_references=multi)
+    paper_hyps = [[['yeah', '</s>'], ['i', 'know', '</s>'],
+                   ['i', 'do', "n't", 'know', 'so', 'yeah']],
+                  [['</s>'], ['so', 'yeah', '</s>'],
+                   ['do', "n't", 'know', '</s>']]]
+    standard_hyps = [[['yeah'], ['i', 'know'],
+                      ['i', 'do', "n't", 'know', 'so', 'yeah']],
+                     [[], ['so', 'yeah'], ['do', "n't", 'know']]]
+    expected = {
+        'paper': dm.multi_bleu_scores(
+            [[r + ['</s>'] for r in refs] for refs in multi], paper_hyps,
+            'nltk35'),
+        'standard': dm.multi_bleu_scores(multi, standard_hyps, 'nltk_modern'),
+    }
+    for mode in ('paper', 'standard'):
+      section = result[mode]
+      for key in ('recall', 'precision', 'f1'):
+        self.assertEqual(section[f'bleu_multi_{key}'], expected[mode][key])
+        self.assertNotIn(f'bleu_multi_{key}', plain[mode])
+      # Everything else is as without multi-references.
+      self.assertEqual(
+          {k: v for k, v in section.items() if 'multi' not in k},
+          plain[mode])
+      self.assertIn('bleu_multi_', result['notes'][mode])
+      self.assertTrue(result['notes'][mode].startswith(dm.NOTES[mode]))
+    # The second context's reference 'so yeah' matches the second sample
+    # exactly, which the single reference 'yeah so' does not.
+    self.assertGreater(result['standard']['bleu_multi_recall'],
+                       result['standard']['bleu_recall'])
+
+    # One reference per context, the words of `references`: the same BLEU.
+    same = dm.score_responses(
+        self.hypotheses, self.references,
+        multi_references=[[["i", "do", "n't", "know"]], [['yeah', 'so']]])
+    for mode in ('paper', 'standard'):
+      for key in ('recall', 'precision', 'f1'):
+        self.assertEqual(same[mode][f'bleu_multi_{key}'],
+                         same[mode][f'bleu_{key}'])
+
+    with self.assertRaisesRegex(ValueError, '1 contexts of multi_references'):
+      dm.score_responses(self.hypotheses, self.references,
+                         multi_references=multi[:1])
+    with self.assertRaisesRegex(ValueError, 'Context 1 needs'):
+      dm.score_responses(self.hypotheses, self.references,
+                         multi_references=[multi[0], []])
+    with self.assertRaisesRegex(TypeError, 'Context 1'):
+      dm.score_responses(self.hypotheses, self.references,
+                         multi_references=[multi[0], ['so yeah']])
 
   def test_ragged_paper_decodes_score_each_sample_alone(self):
     hypotheses = [['i know </s> so'.split(), 'yeah </s>'.split()]]

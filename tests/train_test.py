@@ -32,13 +32,7 @@ def tiny_config(variant='twr', **overrides):
   c.train.update(batch_size=16, num_steps=8, log_every_steps=2,
                  eval_every_steps=4)
   c.eval.update(batch_size=16, mi_group_size=8)
-  for k, v in overrides.items():
-    *path, leaf = k.split('.')
-    node = c
-    for p in path:
-      node = node[p]
-    node[leaf] = v
-  return c
+  return default.set_fields(c, overrides)
 
 
 @pytest.fixture(scope='module')

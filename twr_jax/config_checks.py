@@ -4,6 +4,8 @@ Run before anything is built, so that a typo fails in a second with a clear
 message instead of deep inside a traced function.
 """
 
+import math
+
 import ml_collections
 
 from twr_jax import losses
@@ -40,28 +42,36 @@ def _get(config, dotted):
   return node
 
 
+DIALOGUE_CHOICES = {
+    'data.format': ('switchboard', 'dailydialog'),
+    'model.kl_mask': ('valid', 'padded'),
+    'train.loss_reduction': losses.REDUCTIONS,
+    'train.kl_schedule.kind': schedules.KINDS,
+    'train.parallel': parallel.MODES,
+}
+DIALOGUE_POSITIVE_INTS = (
+    'data.vocab_size', 'data.max_utt_len', 'model.emb_dim', 'model.utt_hidden',
+    'model.ctx_hidden', 'model.latent', 'train.batch_size', 'train.num_epochs',
+    'train.log_every_steps', 'train.keep_checkpoints', 'eval.batch_size',
+    'eval.num_samples', 'eval.max_len', 'eval.sample_batch_size',
+)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field and the allowed values."""
-  for field, allowed in CHOICES.items():
-    value = _get(config, field)
-    if value not in allowed:
-      raise ValueError(
-          f'config.{field} = {value!r} is not allowed; choose one of'
-          f' {", ".join(map(repr, allowed))}'
-      )
-  for field in POSITIVE_INTS + OPTIONAL_POSITIVE_INTS:
-    value = _get(config, field)
-    if value is None and field in OPTIONAL_POSITIVE_INTS:
-      continue
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-      raise ValueError(f'config.{field} = {value!r}: must be a positive int')
+  task = config.get('task', 'lm')
+  if task == 'dialogue':
+    _validate_dialogue(config)
+    return
+  if task != 'lm':
+    raise ValueError(f"config.task = {task!r}: choose 'lm' or 'dialogue'")
+  _check_fields(config, CHOICES, POSITIVE_INTS)
   if not 0.0 <= config.model.dropout < 1.0:
     raise ValueError(
         f'config.model.dropout = {config.model.dropout!r}: must be in [0, 1)'
     )
-  if config.train.learning_rate <= 0 or config.train.weight_decay < 0:
-    raise ValueError('config.train.learning_rate must be > 0 and'
-                     ' config.train.weight_decay >= 0')
+  _check_optimiser(config)
+  _check_baselines(config)
   if config.data.source == 'tfds' and not config.data.tfds_name:
     raise ValueError("config.data.tfds_name is empty: with data.source 'tfds'"
                      " set it to 'ptb', 'yahoo' or 'yelp'")
@@ -69,3 +79,83 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError('config.data.dir is empty: set it to the folder holding'
                      f' {config.data.file_pattern!r} files for train, valid'
                      ' and test, or use configs/synthetic.py')
+
+
+def _check_fields(config, choices, positive_ints) -> None:
+  for field, allowed in choices.items():
+    value = _get(config, field)
+    if value not in allowed:
+      raise ValueError(
+          f'config.{field} = {value!r} is not allowed; choose one of'
+          f' {", ".join(map(repr, allowed))}'
+      )
+  for field in positive_ints + OPTIONAL_POSITIVE_INTS:
+    value = _get(config, field)
+    if value is None and field in OPTIONAL_POSITIVE_INTS:
+      continue
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f'config.{field} = {value!r}: must be a positive int')
+
+
+def _is_number(value) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def _check_baselines(config) -> None:
+  """The baselines' fields (configs/default.py, BUILD_NOTES "Baselines")."""
+  free_bits = config.model.free_bits
+  if not _is_number(free_bits) or free_bits < 0:
+    raise ValueError(f'config.model.free_bits = {free_bits!r}: must be a'
+                     ' number >= 0 (nats per latent dimension; 0 = off)')
+  gamma = config.model.bn_gamma
+  if gamma is not None and (not _is_number(gamma) or gamma <= 0):
+    raise ValueError(f'config.model.bn_gamma = {gamma!r}: must be None (off)'
+                     ' or a number > 0 (BN-VAE paper: 0.6-0.7)')
+  s = config.train.kl_schedule
+  if s.kind == 'cyclical' and not (
+      isinstance(s.cycles, int) and s.cycles >= 1 and _is_number(s.ratio)
+      and 0 < s.ratio <= 1):
+    raise ValueError(
+        f'config.train.kl_schedule: cycles = {s.cycles!r}, ratio ='
+        f' {s.ratio!r}: the cyclical schedule needs an int cycles >= 1 and'
+        ' 0 < ratio <= 1')
+  lag = config.train.lagging
+  if not isinstance(lag.enabled, bool):
+    raise ValueError(f'config.train.lagging.enabled = {lag.enabled!r}: must be'
+                     ' True or False')
+  for field in ('max_inner', 'window'):
+    value = lag[field]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f'config.train.lagging.{field} = {value!r}: must be a'
+                       ' positive int')
+
+
+def _check_optimiser(config) -> None:
+  if config.train.learning_rate <= 0 or config.train.weight_decay < 0:
+    raise ValueError('config.train.learning_rate must be > 0 and'
+                     ' config.train.weight_decay >= 0')
+
+
+def _validate_dialogue(config: ml_collections.ConfigDict) -> None:
+  _check_fields(config, DIALOGUE_CHOICES, DIALOGUE_POSITIVE_INTS)
+  if config.data.window < 2:
+    raise ValueError(f'config.data.window = {config.data.window!r}: must be'
+                     ' >= 2 (one context turn and the response)')
+  if config.data.max_utt_len < 2:
+    raise ValueError(f'config.data.max_utt_len = {config.data.max_utt_len!r}:'
+                     ' must be >= 2 (<s> and </s>)')
+  for field in ('model.emb_dropout', 'model.ctx_dropout'):
+    if not 0.0 <= _get(config, field) < 1.0:
+      raise ValueError(f'config.{field} = {_get(config, field)!r}: must be in'
+                       ' [0, 1)')
+  _check_optimiser(config)
+  if not config.data.dir:
+    raise ValueError('config.data.dir is empty: set it to the folder holding'
+                     f' the {config.data.format} files')
+  if '{split}' not in config.data.file_pattern:
+    raise ValueError(f'config.data.file_pattern = {config.data.file_pattern!r}'
+                     ' must contain {split}')
+  for split in ('train', 'valid', 'test'):
+    if not _get(config, f'data.splits.{split}'):
+      raise ValueError(f'config.data.splits.{split} is empty')

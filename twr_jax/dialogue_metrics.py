@@ -10,17 +10,22 @@ Two modes, side by side:
 Neither nltk, sklearn nor torch is needed: `sentence_bleu` is a port of
 nltk's `sentence_bleu([ref], hyp, weights=(1/3, 1/3, 1/3),
 smoothing_function=SmoothingFunction().method7)` in both its NLTK 3.5 and
-its NLTK >= 3.6 form, and `cosine_similarity` is sklearn's for dense arrays.
+its NLTK >= 3.6 form (`multi_sentence_bleu` the same with several
+references, for a kgCVAE-style multi-reference file read by
+`read_references`), and `cosine_similarity` is sklearn's for dense arrays.
 """
 
 from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
+import json
 import math
 import os
 from typing import Any
 
 import numpy as np
+
+from twr_jax import dialogue_data
 
 EOS = '</s>'
 BOS = '<s>'
@@ -46,19 +51,28 @@ def _ngram_counts(tokens: Tokens, n: int) -> Counter:
   return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
 
 
-def _modified_precision(reference: Tokens, hypothesis: Tokens,
+def _modified_precision(references: Sequence[Tokens], hypothesis: Tokens,
                         n: int) -> tuple[int, int]:
   """nltk's clipped n-gram precision, as (numerator, denominator) ints.
 
-  The counts are kept apart from their value because smoothing method 4
-  divides by the *unreduced* denominator (nltk builds its Fractions with
-  `_normalize=False`), e.g. 0/3 must stay 3 and not become 0/1.
+  Each hypothesis n-gram count is clipped to its largest count in any one
+  reference (nltk's `max_counts`). The counts are kept apart from their value
+  because smoothing method 4 divides by the *unreduced* denominator (nltk
+  builds its Fractions with `_normalize=False`), e.g. 0/3 must stay 3 and not
+  become 0/1.
   """
   hyp_counts = _ngram_counts(hypothesis, n)
-  ref_counts = _ngram_counts(reference, n)
-  numerator = sum(min(count, ref_counts[gram])
+  ref_counts = [_ngram_counts(reference, n) for reference in references]
+  numerator = sum(min(count, max(counts[gram] for counts in ref_counts))
                   for gram, count in hyp_counts.items())
   return numerator, max(1, sum(hyp_counts.values()))
+
+
+def _closest_ref_length(references: Sequence[Tokens], hyp_len: int) -> int:
+  # nltk's closest_ref_length (unchanged since 3.5): the reference length
+  # nearest to the hypothesis length, the shorter one on a tie.
+  return min((len(reference) for reference in references),
+             key=lambda ref_len: (abs(ref_len - hyp_len), ref_len))
 
 
 def _brevity_penalty(ref_len: int, hyp_len: int) -> float:
@@ -92,16 +106,52 @@ def _method4_nltk35(p_n: list, counts: list[tuple[int, int]],
       p_n[i] = incvnt / denominator
 
 
-def _method5(p_n: list, reference: Tokens, hypothesis: Tokens) -> None:
+def _method5(p_n: list, references: Sequence[Tokens],
+             hypothesis: Tokens) -> None:
   # Averages each order with its neighbours. nltk appends the *5-gram*
-  # precision as the "n+1" neighbour of the last order whatever the number of
-  # weights, so with 3 weights the trigram is averaged with 5-grams.
-  p_n_plus1 = p_n + [Fraction(*_modified_precision(reference, hypothesis, 5))]
+  # precision (against all the references) as the "n+1" neighbour of the last
+  # order whatever the number of weights, so with 3 weights the trigram is
+  # averaged with 5-grams.
+  p_n_plus1 = p_n + [Fraction(*_modified_precision(references, hypothesis,
+                                                   5))]
   previous = p_n[0] + 1
   for i, p_i in enumerate(p_n):
     # Fraction + float falls back to float, exactly as in nltk.
     p_n[i] = (previous + p_i + p_n_plus1[i + 1]) / 3
     previous = p_n[i]
+
+
+def _check_impl(impl: str) -> None:
+  if impl not in BLEU_IMPLS:
+    raise ValueError(f'impl must be one of {BLEU_IMPLS}, got {impl!r}.')
+
+
+def _bleu(references: list[list[str]], hypothesis: list[str],
+          impl: str) -> float:
+  """The BLEU core of `sentence_bleu` and `multi_sentence_bleu`."""
+  counts = [_modified_precision(references, hypothesis, n)
+            for n in range(1, len(_BLEU_WEIGHTS) + 1)]
+  if counts[0][0] == 0:
+    return 0.0
+  hyp_len = len(hypothesis)
+  bp = _brevity_penalty(_closest_ref_length(references, hyp_len), hyp_len)
+  p_n = [Fraction(numerator, denominator) for numerator, denominator in counts]
+  try:
+    if impl == 'nltk35':
+      _method4_nltk35(p_n, counts, hyp_len)
+    else:
+      _method4_modern(p_n, counts, hyp_len)
+    _method5(p_n, references, hypothesis)
+    if impl == 'nltk35':
+      log_terms = (w * math.log(p) for w, p in zip(_BLEU_WEIGHTS, p_n))
+    else:
+      log_terms = (w * math.log(p) for w, p in zip(_BLEU_WEIGHTS, p_n)
+                   if p > 0)
+    return float(bp * math.exp(math.fsum(log_terms)))
+  except (ZeroDivisionError, ValueError):
+    if impl == 'nltk35':
+      return 0.0
+    raise
 
 
 def sentence_bleu(reference: Tokens, hypothesis: Tokens,
@@ -122,6 +172,8 @@ def sentence_bleu(reference: Tokens, hypothesis: Tokens,
     * the score is bp * exp(fsum(w_n * log p_n)) and, because method 5
       averages in p_1 + 1, can exceed 1 in both versions.
 
+  This is `multi_sentence_bleu([reference], hypothesis, impl)`.
+
   Args:
     reference: the reference tokens.
     hypothesis: the hypothesis tokens.
@@ -136,32 +188,58 @@ def sentence_bleu(reference: Tokens, hypothesis: Tokens,
   Returns:
     The BLEU score, a float >= 0.
   """
-  if impl not in BLEU_IMPLS:
-    raise ValueError(f'impl must be one of {BLEU_IMPLS}, got {impl!r}.')
-  reference, hypothesis = list(reference), list(hypothesis)
-  counts = [_modified_precision(reference, hypothesis, n)
-            for n in range(1, len(_BLEU_WEIGHTS) + 1)]
-  if counts[0][0] == 0:
-    return 0.0
-  hyp_len = len(hypothesis)
-  bp = _brevity_penalty(len(reference), hyp_len)
-  p_n = [Fraction(numerator, denominator) for numerator, denominator in counts]
-  try:
-    if impl == 'nltk35':
-      _method4_nltk35(p_n, counts, hyp_len)
-    else:
-      _method4_modern(p_n, counts, hyp_len)
-    _method5(p_n, reference, hypothesis)
-    if impl == 'nltk35':
-      log_terms = (w * math.log(p) for w, p in zip(_BLEU_WEIGHTS, p_n))
-    else:
-      log_terms = (w * math.log(p) for w, p in zip(_BLEU_WEIGHTS, p_n)
-                   if p > 0)
-    return float(bp * math.exp(math.fsum(log_terms)))
-  except (ZeroDivisionError, ValueError):
-    if impl == 'nltk35':
-      return 0.0
-    raise
+  _check_impl(impl)
+  return _bleu([list(reference)], list(hypothesis), impl)
+
+
+def multi_sentence_bleu(references: Sequence[Tokens], hypothesis: Tokens,
+                        impl: str = 'nltk_modern') -> float:
+  """Smoothed sentence BLEU-3 of one hypothesis against several references.
+
+  nltk's `sentence_bleu(references, hypothesis, weights=(1/3, 1/3, 1/3),
+  smoothing_function=SmoothingFunction().method7)`, with the arithmetic of
+  `sentence_bleu` (which is this function with one reference) and the
+  multi-reference rules that NLTK 3.5 and NLTK >= 3.6 share:
+
+    * each hypothesis n-gram count is clipped to the largest count of that
+      n-gram in any single reference (not to the sum over references);
+    * the brevity penalty uses the reference length closest to the
+      hypothesis length, the shorter one on a tie (`closest_ref_length`);
+    * method 5's extra 5-gram precision is clipped the same way.
+
+  Args:
+    references: one or more reference token lists (order does not matter).
+    hypothesis: the hypothesis tokens.
+    impl: 'nltk_modern' or 'nltk35', as for `sentence_bleu`.
+
+  Returns:
+    The BLEU score, a float >= 0.
+
+  Raises:
+    ValueError: for an unknown impl or no reference; TypeError if a
+      reference is a string rather than a token list (a common slip for
+      `multi_sentence_bleu(reference, ...)`).
+  """
+  _check_impl(impl)
+  if isinstance(references, str) or any(
+      isinstance(reference, str) for reference in references):
+    raise TypeError('references must be a list of token lists, got a string '
+                    'among them.')
+  references = [list(reference) for reference in references]
+  if not references:
+    raise ValueError('multi_sentence_bleu needs at least one reference.')
+  return _bleu(references, list(hypothesis), impl)
+
+
+def _recall_precision_f1(
+    scores_per_context: Sequence[Sequence[float]]) -> dict[str, float]:
+  recalls = [np.max(scores) for scores in scores_per_context]
+  precisions = [np.mean(scores) for scores in scores_per_context]
+  recall = float(np.mean(recalls))
+  precision = float(np.mean(precisions))
+  # 10e-12 is the original's spelling of 1e-11.
+  f1 = 2 * (precision * recall) / (precision + recall + 10e-12)
+  return {'recall': recall, 'precision': precision, 'f1': f1}
 
 
 def bleu_scores(references: Sequence[Tokens],
@@ -180,16 +258,40 @@ def bleu_scores(references: Sequence[Tokens],
     the original, not averaged per context.
   """
   _check_contexts(references, hypotheses)
-  recalls, precisions = [], []
-  for reference, samples in zip(references, hypotheses):
-    scores = [sentence_bleu(reference, hyp, impl) for hyp in samples]
-    recalls.append(np.max(scores))
-    precisions.append(np.mean(scores))
-  recall = float(np.mean(recalls))
-  precision = float(np.mean(precisions))
-  # 10e-12 is the original's spelling of 1e-11.
-  f1 = 2 * (precision * recall) / (precision + recall + 10e-12)
-  return {'recall': recall, 'precision': precision, 'f1': f1}
+  return _recall_precision_f1(
+      [[sentence_bleu(reference, hyp, impl) for hyp in samples]
+       for reference, samples in zip(references, hypotheses)])
+
+
+def multi_bleu_scores(references: Sequence[Sequence[Tokens]],
+                      hypotheses: Sequence[Sequence[Tokens]],
+                      impl: str = 'nltk_modern') -> dict[str, float]:
+  """`bleu_scores` with several references per context.
+
+  Args:
+    references: [C][R_c] reference token lists, R_c >= 1 per context.
+    hypotheses: [C][K] hypothesis token lists.
+    impl: the `multi_sentence_bleu` implementation.
+
+  Returns:
+    {'recall', 'precision', 'f1'} as in `bleu_scores`, each b_ck being
+    `multi_sentence_bleu(references[c], hypotheses[c][k], impl)`.
+  """
+  _check_contexts(references, hypotheses)
+  _check_impl(impl)
+  _check_multi_references(references)
+  return _recall_precision_f1(
+      [[multi_sentence_bleu(context_refs, hyp, impl) for hyp in samples]
+       for context_refs, samples in zip(references, hypotheses)])
+
+
+def _check_multi_references(references: Sequence[Sequence[Any]]) -> None:
+  for c, context_refs in enumerate(references):
+    if isinstance(context_refs, str) or len(context_refs) == 0:
+      raise ValueError(f'Context {c} needs a non-empty list of references.')
+    if any(isinstance(reference, str) for reference in context_refs):
+      raise TypeError(f'Context {c}: references must be token lists, got a '
+                      'string.')
 
 
 def _check_contexts(references: Sequence[Any],
@@ -201,6 +303,79 @@ def _check_contexts(references: Sequence[Any],
     raise ValueError('No contexts to score.')
   if any(len(samples) == 0 for samples in hypotheses):
     raise ValueError('Every context needs at least one hypothesis.')
+
+
+def _reference_tokens(utterance: str) -> list[str]:
+  # tokenize_utterance lower-cases, splits with WordPunct and wraps the words
+  # in <s> ... </s>; only the words are wanted here.
+  tokens = dialogue_data.tokenize_utterance(utterance)
+  if tokens[:1] == [BOS]:
+    tokens = tokens[1:]
+  if tokens[-1:] == [EOS]:
+    tokens = tokens[:-1]
+  return tokens
+
+
+def read_references(path: str | os.PathLike[str],
+                    num_contexts: int) -> list[list[list[str]]]:
+  """Reads a multi-reference file for `score_responses(multi_references=...)`.
+
+  JSON Lines: line c is a JSON list of the reference responses (strings) of
+  the c-th evaluation context, in the evaluator's context order. Each string
+  is tokenised like the dialogue data (`dialogue_data.tokenize_utterance`:
+  lower-cased WordPunct tokens), without its `<s>`/`</s>`. Words are kept as
+  they are: nothing is mapped to <unk>. Blank lines at the end of the file
+  are ignored; a blank line before the last reference line is an error.
+
+  Args:
+    path: the .jsonl file.
+    num_contexts: the number of evaluation contexts, which must equal the
+      number of lines.
+
+  Returns:
+    [num_contexts][R_c] word lists, R_c >= 1.
+
+  Raises:
+    ValueError: naming `file:line` for a line that is blank, not JSON, not a
+      non-empty list, or holds an item that is not a string or has no token;
+      naming the file and both counts if there are not `num_contexts` lines.
+  """
+  name = os.fspath(path)
+  with open(path, encoding='utf-8') as f:
+    # Not splitlines(): JSON strings may hold a raw U+2028 or U+0085.
+    lines = [line.rstrip('\n') for line in f]
+  while lines and not lines[-1].strip():
+    lines.pop()
+  references = []
+  for number, line in enumerate(lines, start=1):
+    where = f'{name}:{number}'
+    if not line.strip():
+      raise ValueError(f'{where}: blank line; every context needs a line.')
+    try:
+      item = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'{where}: invalid JSON: {e}.') from None
+    if not isinstance(item, list):
+      raise ValueError(f'{where}: expected a JSON list of reference strings, '
+                       f'got {type(item).__name__}.')
+    if not item:
+      raise ValueError(f'{where}: empty list; a context needs at least one '
+                       'reference.')
+    context_refs = []
+    for i, reference in enumerate(item):
+      if not isinstance(reference, str):
+        raise ValueError(f'{where}: reference {i} is a '
+                         f'{type(reference).__name__}, not a string.')
+      tokens = _reference_tokens(reference)
+      if not tokens:
+        raise ValueError(f'{where}: reference {i} ({reference!r}) has no '
+                         'token.')
+      context_refs.append(tokens)
+    references.append(context_refs)
+  if len(references) != num_contexts:
+    raise ValueError(f'{name}: {len(references)} reference lines for '
+                     f'{num_contexts} evaluation contexts.')
+  return references
 
 
 # ----------------------------------------------------------------------------
@@ -609,12 +784,26 @@ NOTES = {
         ' before </s>, pads dropped.'),
 }
 
+# Appended to NOTES when `score_responses` gets multi_references.
+MULTI_REFERENCE_NOTES = {
+    'paper': (
+        'bleu_multi_*: the same BLEU against every reference of the'
+        ' reference file (+ </s>), n-gram counts clipped by their max over'
+        ' the references, brevity penalty from the closest reference length'
+        ' (kgCVAE-style multi-reference; not in the original TWR code).'),
+    'standard': (
+        'bleu_multi_*: the same BLEU against the words of every reference of'
+        ' the reference file, clipped by the max over references, closest'
+        ' reference length.'),
+}
+
 
 def score_responses(
     hypotheses: Sequence[Sequence[Tokens]],
     references: Sequence[Tokens],
     embedding: np.ndarray | None = None,
     vocab_tokens: Sequence[str] | None = None,
+    multi_references: Sequence[Sequence[Tokens]] | None = None,
 ) -> dict[str, Any]:
   """Scores sampled responses in both paper and standard mode.
 
@@ -645,6 +834,13 @@ def score_responses(
   Without `embedding`, each section's 'bow' entry is the string
   `BOW_SKIPPED` and there are no bow_* numbers.
 
+  With `multi_references` (e.g. from `read_references`), both sections also
+  get bleu_multi_recall/precision/f1: `multi_bleu_scores` on the same
+  hypotheses as the section's single-reference BLEU, with the same impl,
+  against every reference of the context, each + </s> in the paper section
+  (as the single reference there) and as words in the standard section. The
+  single-reference bleu_* entries are unchanged.
+
   Args:
     hypotheses: [C][K] decoded token lists.
     references: [C] reference token lists.
@@ -652,14 +848,23 @@ def score_responses(
       `load_word_vectors`.
     vocab_tokens: the vocabulary, in id order; required with `embedding`.
       Tokens outside it map to <unk>.
+    multi_references: optional [C][R_c] reference word lists (R_c >= 1, no
+      <s>/</s>; as for `references`, a leading <s> is dropped and anything
+      from the first </s> on is ignored).
 
   Returns:
     {'num_contexts': C, 'notes': {mode: description}, 'paper': {...},
      'standard': {...}}, each section a flat dict of floats (bleu_recall,
-    bleu_precision, bleu_f1, bow_average, bow_extrema, bow_greedy, the
-    distinct scores, avg_len).
+    bleu_precision, bleu_f1, with multi_references bleu_multi_recall,
+    bleu_multi_precision, bleu_multi_f1, then bow_average, bow_extrema,
+    bow_greedy, the distinct scores, avg_len).
   """
   _check_contexts(references, hypotheses)
+  if multi_references is not None:
+    if len(multi_references) != len(references):
+      raise ValueError(f'{len(multi_references)} contexts of multi_references '
+                       f'for {len(references)} contexts.')
+    _check_multi_references(multi_references)
   if embedding is not None:
     if vocab_tokens is None:
       raise ValueError('An embedding needs its vocab_tokens.')
@@ -675,14 +880,29 @@ def score_responses(
   standard_tokens = [[[t for t in sample if t != PAD] for sample in samples]
                      for samples in paper_tokens]
 
-  paper_bleu = bleu_scores(
-      [w + [EOS] for w in words],
-      [[_paper_bleu_hypothesis(s) for s in samples] for samples in full],
-      impl='nltk35')
+  paper_hyps = [[_paper_bleu_hypothesis(s) for s in samples]
+                for samples in full]
+  paper_bleu = bleu_scores([w + [EOS] for w in words], paper_hyps,
+                           impl='nltk35')
   standard_bleu = bleu_scores(words, standard_tokens, impl='nltk_modern')
 
   paper = {f'bleu_{key}': value for key, value in paper_bleu.items()}
   standard = {f'bleu_{key}': value for key, value in standard_bleu.items()}
+  notes = dict(NOTES)
+  if multi_references is not None:
+    multi_words = [[_reference_words(ref) for ref in context_refs]
+                   for context_refs in multi_references]
+    paper_multi = multi_bleu_scores(
+        [[w + [EOS] for w in context_words] for context_words in multi_words],
+        paper_hyps, impl='nltk35')
+    standard_multi = multi_bleu_scores(multi_words, standard_tokens,
+                                       impl='nltk_modern')
+    paper.update({f'bleu_multi_{key}': value
+                  for key, value in paper_multi.items()})
+    standard.update({f'bleu_multi_{key}': value
+                     for key, value in standard_multi.items()})
+    notes = {mode: f'{note} {MULTI_REFERENCE_NOTES[mode]}'
+             for mode, note in notes.items()}
   if embedding is None:
     paper['bow'] = standard['bow'] = BOW_SKIPPED
   else:
@@ -706,5 +926,5 @@ def score_responses(
   paper['avg_len'] = float(np.mean([np.mean(l) for l in lens]))
   standard['avg_len'] = float(np.mean(
       [len(s) for samples in standard_tokens for s in samples]))
-  return {'num_contexts': len(references), 'notes': dict(NOTES),
+  return {'num_contexts': len(references), 'notes': notes,
           'paper': paper, 'standard': standard}

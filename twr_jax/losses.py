@@ -7,6 +7,7 @@ are one switch apart.
 References:
   Li et al., "Improving Variational Autoencoder for Text Modelling with
   Timestep-Wise Regularisation", COLING 2020, Section 3.
+  Kingma et al. (2016) for `free_bits_kl` (the free-bits baseline).
 """
 
 import functools
@@ -85,6 +86,79 @@ def masked_kl(mu: Array, logvar: Array, lengths: Array, window: str) -> Array:
     return jnp.sum(jnp.where(m, kl_t, 0.0)) / jnp.sum(m)
 
   return one(mu, logvar, lengths)
+
+
+def gaussian_kl_dims(mu: Array, logvar: Array) -> Array:
+  """KL(N(mu, exp(logvar)) || N(0, I)) of each latent dimension.
+
+  Args:
+    mu, logvar: <f32>[..., Z].
+
+  Returns:
+    <f32>[..., Z]; its sum over the last axis is `gaussian_kl`.
+  """
+  return -0.5 * (1.0 + logvar - mu**2 - jnp.exp(logvar))
+
+
+def masked_kl_dims(mu: Array, logvar: Array, lengths: Array,
+                   window: str) -> Array:
+  """`masked_kl` per latent dimension (the input of `free_bits_kl`).
+
+  Args:
+    mu, logvar: <f32>[B, T, Z] per-step posteriors.
+    lengths: <i32>[B] valid steps per sentence.
+    window: see `kl_window_mask`.
+
+  Returns:
+    <f32>[B, Z] mean over the window of the per-dimension KL; its sum over Z
+    is `masked_kl` (up to float rounding).
+  """
+
+  @functools.partial(jax.vmap, in_axes=(0, 0, 0))
+  def one(mu, logvar, length):  # [T, Z], [T, Z], []
+    m = kl_window_mask(length, mu.shape[0], window)[:, None]
+    kl_t = gaussian_kl_dims(mu, logvar)
+    return jnp.sum(jnp.where(m, kl_t, 0.0), axis=0) / jnp.sum(m)
+
+  return one(mu, logvar, lengths)
+
+
+def free_bits_kl(kl_dims: Array, weights: Array, free_bits: float,
+                 axis_name: str | None = None) -> Array:
+  """Free bits (Kingma et al., 2016, eq. 15): per-sentence KL terms whose sum
+  over the batch is B * sum_j max(lambda, KL_j).
+
+  KL_j = sum_b w_b KL_bj / sum_b w_b is the batch-mean KL of latent dimension
+  j (each dimension its own group, averaged over the real sentences of the
+  whole batch, i.e. over all devices of `axis_name`). Below lambda the
+  dimension's KL is replaced by the constant lambda, so its gradient is zero;
+  above, it is the plain KL. The per-sentence value
+
+    F_b = sum_j (KL_bj if KL_j > lambda else lambda)
+
+  satisfies sum_b w_b F_b = B * sum_j max(lambda, KL_j) (B = sum_b w_b), and
+  its gradient is the gradient of that objective, so `objective(rec, F, ...)`
+  optimises Kingma's objective for either reduction ('mean' divides by B).
+
+  Args:
+    kl_dims: <f32>[B, Z] per-sentence, per-dimension KL (`masked_kl_dims`).
+    weights: <f32>[B] 1 for real sentences, 0 for padding rows.
+    free_bits: lambda, in nats per dimension (> 0).
+    axis_name: the collective axis the batch is split over, if any.
+
+  Returns:
+    <f32>[B] F_b.
+
+  References:
+    Kingma et al., "Improving Variational Inference with Inverse
+    Autoregressive Flow", NeurIPS 2016, "free bits" (eq. 15).
+  """
+  total = jnp.sum(weights[:, None] * kl_dims, axis=0)  # [Z]
+  count = jnp.sum(weights)
+  if axis_name is not None:
+    total, count = jax.lax.psum((total, count), axis_name)
+  active = total / jnp.maximum(count, 1.0) > free_bits  # [Z]
+  return jnp.sum(jnp.where(active, kl_dims, free_bits), axis=-1)
 
 
 def token_nll(logits: Array, targets: Array, lengths: Array) -> Array:

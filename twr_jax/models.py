@@ -12,12 +12,14 @@ one to one onto the original code: every RNN has an input projection `ih`
 order (LSTM i, f, g, o; GRU r, z, n), all drawn from U(+-1/sqrt(H)); Linear
 layers use U(+-1/sqrt(fan_in)); embeddings N(0, 1) with the pad row zero.
 
-Two things differ from a textbook layout, both for speed without changing the
+Three things differ from a textbook layout, all for speed without changing the
 maths:
   * The input projection W_ih x_t + b_ih is computed for all timesteps at once
     outside the scan (one large matmul); the scan only does the recurrence.
   * The decoder's input projection W_ih [e; z] is split into W_e e + W_z z, and
     W_z z is computed once per sentence instead of once per step.
+  * The output layer (`OutputLayer`, `affine`) adds its bias inside the matmul
+    and materialises x^T for its weight gradient (XLA CPU runs that faster).
 
 Noise is explicit: every random draw of a sentence (dropout masks, the
 reparameterisation epsilon) comes from that sentence's own key, so results do
@@ -56,6 +58,74 @@ def torch_dense(features: int, fan_in: int, use_bias: bool = True, name=None):
   return nn.Dense(
       features, use_bias=use_bias, kernel_init=init, bias_init=init, name=name
   )
+
+
+def _with_ones(x: Array) -> Array:
+  """[x, 1]: <f32>[..., K] -> <f32>[..., K + 1]."""
+  return jnp.concatenate([x, jnp.ones(x.shape[:-1] + (1,), x.dtype)], -1)
+
+
+@jax.custom_vjp
+def affine(x: Array, w: Array, b: Array) -> Array:
+  """x W + b as one matmul [x, 1] [W; b], with a fast weight gradient on CPU.
+
+  Same values and gradients as `x @ w + b` up to float rounding; both changes
+  are for XLA's CPU backend (measured in bench/train_throughput.py):
+    * the bias is added inside the matmul, so the logits <f32>[..., N] are
+      written once, not once by the matmul and again by the bias add (the
+      output layer's forward, as in IW-NLL, ~20 % faster);
+    * the weight gradient [x, 1]^T g contracts x's leading (token) axes, which
+      XLA folds into a transposed-operand dot that runs on its slower generic
+      path, not YNNPACK; materialising [x, 1]^T first (a copy of x, small next
+      to g) keeps it on YNNPACK (output layer + cross-entropy fwd + bwd
+      ~25 % faster), and gives the bias gradient as its last row.
+  Not forward-differentiable (custom_vjp).
+
+  Args:
+    x: <f32>[..., K]; w: <f32>[K, N]; b: <f32>[N].
+
+  Returns:
+    <f32>[..., N].
+  """
+  return _with_ones(x) @ jnp.concatenate([w, b[None]], 0)
+
+
+def _affine_fwd(x, w, b):
+  return affine(x, w, b), (x, w)
+
+
+def _affine_bwd(res, g):
+  x, w = res
+  # Without the barrier XLA folds the transpose back into the dot.
+  x1t = jax.lax.optimization_barrier(_with_ones(x.reshape(-1, x.shape[-1])).T)
+  dwb = x1t @ g.reshape(-1, g.shape[-1])
+  return g @ w.T, dwb[:-1], dwb[-1]
+
+
+affine.defvjp(_affine_fwd, _affine_bwd)
+
+
+class OutputLayer(nn.Module):
+  """The decoder's output Linear(H, V), like `torch_dense` ('kernel' <f32>[H,
+  V], 'bias' <f32>[V], same init and values), computed with `affine`.
+
+  Attributes:
+    features: V.
+    fused: False computes x @ kernel + bias like nn.Dense (for benchmarks).
+  """
+
+  features: int
+  fused: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """x: <f32>[..., H] -> logits <f32>[..., V]."""
+    init = uniform_init(1.0 / math.sqrt(x.shape[-1]))
+    kernel = self.param('kernel', init, (x.shape[-1], self.features))
+    bias = self.param('bias', init, (self.features,))
+    if self.fused:
+      return affine(x, kernel, bias)
+    return x @ kernel + bias
 
 
 def embedding_init(key, shape, dtype=jnp.float32):
@@ -259,6 +329,85 @@ def sample_z(mu: Array, logvar: Array, lengths: Array, eps: Array,
   return total / lengths[:, None].astype(mu.dtype)
 
 
+class MuBatchNorm(nn.Module):
+  """BN-VAE's batch normalisation of the posterior mean (Zhu et al., 2020).
+
+  Per latent dimension j: mu'_j = gamma (mu_j - m_j) / sqrt(v_j + eps) + b_j,
+  with a FIXED scale gamma and a learnt shift b (PyTorch's BatchNorm1d with its
+  weight frozen at gamma, as in Zhu et al.'s code). In training m, v are the
+  mean and biased variance of mu over the positions of `mask` (over all
+  devices of `axis_name`); otherwise they are the running averages. Over those
+  positions mu'_j then has mean b_j and variance gamma^2 v_j / (v_j + eps), so
+  E[KL] >= sum_j E[mu'_j^2] / 2 ~ Z gamma^2 / 2: the KL cannot collapse.
+
+  The running averages are stored with the parameters ('running_mean',
+  'running_var'), like PyTorch's buffers in a state_dict, so that every
+  consumer of a checkpoint's params (evaluation, IW-NLL, generation) applies
+  the eval-mode transform without a second variable collection. Their
+  gradient is zero; the train step overwrites them with the returned EMA
+  after each optimiser update (`with_bn_stats`), so the optimiser never moves
+  them.
+
+  Attributes:
+    features: Z.
+    gamma: the fixed scale (paper 0.6-0.7).
+    momentum: weight of the batch in the running averages (PyTorch's 0.1).
+    epsilon: added to the variance (PyTorch's 1e-5).
+  """
+
+  features: int
+  gamma: float
+  momentum: float = 0.1
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, mu: Array, mask: Array | None = None,
+               axis_name: str | None = None):
+    """Normalises mu.
+
+    Args:
+      mu: <f32>[..., Z].
+      mask: <bool>[...] training: the positions whose statistics are used;
+        None: eval mode (running averages).
+      axis_name: collective axis of a batch split over devices (training).
+
+    Returns:
+      (mu' <f32>[..., Z], stats): stats is None in eval mode, else the
+      updated running averages {'running_mean', 'running_var'} <f32>[Z]
+      (no gradient; the running variance uses the unbiased batch variance,
+      like PyTorch).
+    """
+    z = (self.features,)
+    shift = self.param('bias', nn.initializers.zeros, z)
+    run_mean = self.param('running_mean', nn.initializers.zeros, z)
+    run_var = self.param('running_var', nn.initializers.ones, z)
+    if mask is None:
+      mean, var, stats = run_mean, run_var, None
+    else:
+      w = mask.astype(mu.dtype)[..., None]
+      axes = tuple(range(mu.ndim - 1))
+      psum = lambda x: x if axis_name is None else jax.lax.psum(x, axis_name)
+      n, total = psum((jnp.sum(w), jnp.sum(w * mu, axes)))
+      mean = total / n
+      sq = psum(jnp.sum(w * (mu - mean) ** 2, axes))
+      var = sq / n
+      m = self.momentum
+      stats = jax.lax.stop_gradient(dict(
+          running_mean=(1.0 - m) * run_mean + m * mean,
+          running_var=(1.0 - m) * run_var + m * sq / jnp.maximum(n - 1.0, 1.0),
+      ))
+    out = self.gamma * (mu - mean) * jax.lax.rsqrt(var + self.epsilon) + shift
+    return out, stats
+
+
+def with_bn_stats(params, stats: dict[str, Array] | None):
+  """`params` with BN-VAE's running averages replaced by `stats` (from the
+  model's 'bn_stats' output); unchanged when `stats` is None."""
+  if stats is None:
+    return params
+  return {**params, 'mu_bn': {**params['mu_bn'], **stats}}
+
+
 class TWRVAE(nn.Module):
   """The TWR-VAE language model (SPEC A.3-A.4).
 
@@ -271,6 +420,8 @@ class TWRVAE(nn.Module):
     z_mode: 'last' | 'mean' | 'sum', how z is formed from the per-step
       posteriors.
     dropout: dropout rate on encoder and decoder input embeddings.
+    bn_gamma: BN-VAE (Zhu et al., 2020): batch-normalise mu with this fixed
+      scale and a learnt shift (`MuBatchNorm`); None (default): no BN.
   """
 
   vocab_size: int
@@ -280,6 +431,11 @@ class TWRVAE(nn.Module):
   cell: str = 'lstm'
   z_mode: str = 'last'
   dropout: float = 0.5
+  bn_gamma: float | None = None
+
+  # `OutputLayer.fused`. A class attribute, not a field: it changes speed, not
+  # values (bench/train_throughput.py subclasses it off to measure that).
+  fused_output = True
 
   def setup(self):
     embed = lambda name: nn.Embed(
@@ -289,12 +445,14 @@ class TWRVAE(nn.Module):
     self.enc_rnn = RNN(self.cell, self.hidden, name='enc_rnn')
     self.mu_head = torch_dense(self.latent, self.hidden, name='mu')
     self.logvar_head = torch_dense(self.latent, self.hidden, name='logvar')
+    if self.bn_gamma is not None:
+      self.mu_bn = MuBatchNorm(self.latent, self.bn_gamma, name='mu_bn')
     self.dec_embed = embed('dec_embed')
     self.z_to_h0 = torch_dense(
         self.hidden, self.latent, use_bias=False, name='z_to_h0'
     )
     self.dec_rnn = RNN(self.cell, self.hidden, name='dec_rnn')
-    self.out = torch_dense(self.vocab_size, self.hidden, name='out')
+    self.out = OutputLayer(self.vocab_size, self.fused_output, name='out')
 
   def _embed(self, table: nn.Embed, tokens: Array, keep: Array | None):
     # Zeroing pad positions keeps the pad row's gradient exactly zero, so the
@@ -302,18 +460,28 @@ class TWRVAE(nn.Module):
     e = table(tokens) * (tokens != text.PAD)[..., None]
     return e if keep is None else e * keep
 
-  def encode(self, tokens: Array, enc_keep: Array | None = None):
+  def encode(self, tokens: Array, enc_keep: Array | None = None,
+             bn_mask: Array | None = None, axis_name: str | None = None):
     """Per-step posteriors.
 
     Args:
       tokens: <i32>[B, T] BOS ... EOS then PAD.
       enc_keep: optional <f32>[B, T, E] dropout multipliers.
+      bn_mask, axis_name: BN-VAE only (see `__call__`); None: eval mode.
 
     Returns:
       (mu, logvar), each <f32>[B, T, Z]: q(z | x_{<=t}) for every t.
     """
+    mu, logvar, _ = self._posteriors(tokens, enc_keep, bn_mask, axis_name)
+    return mu, logvar
+
+  def _posteriors(self, tokens, enc_keep, bn_mask, axis_name):
+    """(mu, logvar, BN running-average update or None)."""
     h = self.enc_rnn(self._embed(self.enc_embed, tokens, enc_keep))
-    return self.mu_head(h), self.logvar_head(h)
+    mu, stats = self.mu_head(h), None
+    if self.bn_gamma is not None:
+      mu, stats = self.mu_bn(mu, bn_mask, axis_name)
+    return mu, self.logvar_head(h), stats
 
   def decode(self, inputs: Array, z: Array, dec_keep: Array | None = None):
     """Teacher-forced decoder logits.
@@ -350,7 +518,8 @@ class TWRVAE(nn.Module):
     return carry, self.out(h[:, 0])
 
   def __call__(self, tokens: Array, lengths: Array, keys: PRNGKey, *,
-               train: bool) -> dict[str, Any]:
+               train: bool, bn_mask: Array | None = None,
+               axis_name: str | None = None) -> dict[str, Any]:
     """Encodes, samples z and decodes (teacher forcing).
 
     Args:
@@ -358,21 +527,30 @@ class TWRVAE(nn.Module):
       lengths: <i32>[B] tokens per sentence including BOS and EOS.
       keys: typed PRNG keys [B], one per sentence (dropout and epsilon).
       train: enables dropout.
+      bn_mask: BN-VAE training only: <bool>[B, T] the positions whose batch
+        statistics normalise mu (the train step passes the KL window of the
+        real sentences); None uses the running averages (eval mode).
+      axis_name: collective axis of the batch statistics under pmap.
 
     Returns:
       'logits' <f32>[B, T-1, V] for targets tokens[:, 1:]; 'mu', 'logvar'
       <f32>[B, T, Z] per-step posteriors; 'z' <f32>[B, Z] the sample used;
-      'z_mu', 'z_logvar' <f32>[B, Z] the Gaussian z follows.
+      'z_mu', 'z_logvar' <f32>[B, Z] the Gaussian z follows; with BN-VAE in
+      training, 'bn_stats' (see `MuBatchNorm`).
     """
     noise = example_noise(
         keys, tokens.shape[1], self.emb_dim, self.latent, self.dropout, train
     )
-    mu, logvar = self.encode(tokens, noise['enc_keep'])
+    mu, logvar, stats = self._posteriors(tokens, noise['enc_keep'], bn_mask,
+                                         axis_name)
     z = sample_z(mu, logvar, lengths, noise['eps'], self.z_mode)
     z_mu, z_logvar = pool_posterior(mu, logvar, lengths, self.z_mode)
     logits = self.decode(tokens[:, :-1], z, noise['dec_keep'])
-    return dict(logits=logits, mu=mu, logvar=logvar, z=z, z_mu=z_mu,
-                z_logvar=z_logvar)
+    out = dict(logits=logits, mu=mu, logvar=logvar, z=z, z_mu=z_mu,
+               z_logvar=z_logvar)
+    if stats is not None:
+      out['bn_stats'] = stats
+    return out
 
 
 def model_from_config(config, vocab_size: int) -> TWRVAE:
@@ -381,4 +559,5 @@ def model_from_config(config, vocab_size: int) -> TWRVAE:
   return TWRVAE(
       vocab_size=vocab_size, emb_dim=m.emb_dim, hidden=m.hidden,
       latent=m.latent, cell=m.cell, z_mode=m.z_mode, dropout=m.dropout,
+      bn_gamma=m.get('bn_gamma'),
   )

@@ -7,7 +7,10 @@ the decay). Optional gradient clipping comes first, as with
 torch.nn.utils.clip_grad_norm_ before optimizer.step().
 """
 
+import jax
 import optax
+
+from twr_jax import lagging
 
 
 def make_optimizer(
@@ -36,8 +39,46 @@ def make_optimizer(
   return optax.chain(*parts)
 
 
+def applied_twice(
+    tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  """`tx` applied two times in a row with the same gradient.
+
+  What torch.optim does to a parameter listed twice in its parameter groups:
+  the second update sees the parameter after the first (so the coupled L2
+  term differs), the same gradient, and Adam's moments and step count
+  advanced once more.
+  """
+
+  def update(grads, state, params=None):
+    first, state = tx.update(grads, state, params)
+    if params is not None:
+      params = optax.apply_updates(params, first)
+    second, state = tx.update(grads, state, params)
+    return jax.tree_util.tree_map(lambda a, b: a + b, first, second), state
+
+  return optax.GradientTransformation(tx.init, update)
+
+
+def double_update(tx: optax.GradientTransformation,
+                  twice: str) -> optax.GradientTransformation:
+  """`tx`, but applied twice per step to the top-level parameter `twice`.
+
+  The released dialogue code hands its shared embedding to Adam twice (SPEC
+  B.5); this reproduces that for the compat variant.
+  """
+  labels = lambda params: {k: 'twice' if k == twice else 'once' for k in params}
+  return optax.multi_transform(
+      {'once': tx, 'twice': applied_twice(tx)}, labels)
+
+
 def optimizer_from_config(config) -> optax.GradientTransformation:
   """Builds the optimiser from `config.train`."""
   t = config.train
-  return make_optimizer(t.learning_rate, t.b1, t.b2, t.eps, t.weight_decay,
-                        t.grad_clip_norm)
+  tx = make_optimizer(t.learning_rate, t.b1, t.b2, t.eps, t.weight_decay,
+                      t.grad_clip_norm)
+  if t.get('double_update_embedding', False):
+    tx = double_update(tx, 'embed')
+  if lagging.enabled(config):
+    # He et al.'s separate encoder / decoder optimisers (lagging.py).
+    tx = lagging.encoder_decoder_optimizer(tx)
+  return tx

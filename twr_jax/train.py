@@ -27,6 +27,7 @@ from twr_jax import config_checks
 from twr_jax import datasets
 from twr_jax import evaluate
 from twr_jax import input_pipeline
+from twr_jax import lagging
 from twr_jax import losses
 from twr_jax import metric_log
 from twr_jax import models
@@ -55,16 +56,72 @@ def example_keys(key: PRNGKey, step: Array | int, index: Array) -> PRNGKey:
   return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(step_key, index)
 
 
-def create_train_state(model: models.TWRVAE, tx: optax.GradientTransformation,
-                       key: PRNGKey) -> TrainState:
-  """Initialises parameters (PyTorch-style init, see models.py) and Adam."""
+def init_params(model: models.TWRVAE, key: PRNGKey):
+  """Initial parameters (PyTorch-style init, see models.py)."""
   tokens = jnp.array([[text.BOS, text.EOS, text.PAD]], jnp.int32)
   lengths = jnp.array([2], jnp.int32)
   keys = example_keys(key, 0, jnp.zeros((1,), jnp.int32))
-  params = jax.jit(functools.partial(model.init, train=False))(
+  return jax.jit(functools.partial(model.init, train=False))(
       {'params': key}, tokens, lengths, keys
   )['params']
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def create_train_state(model: models.TWRVAE, tx: optax.GradientTransformation,
+                       key: PRNGKey) -> TrainState:
+  """Initialises parameters and the optimiser state."""
+  return TrainState.create(apply_fn=model.apply, params=init_params(model, key),
+                           tx=tx)
+
+
+def lm_loss(model: models.TWRVAE, config: ml_collections.ConfigDict, params,
+            batch: dict[str, Array], keys: PRNGKey, beta: Array, count: Array,
+            axis_name: str | None = None):
+  """The language model's training objective on one batch (or device share).
+
+  sum_b w_b (rec_b + beta K_b), or that divided by `count` ('mean'), where K_b
+  is the timestep-wise KL (SPEC A.4) or, with `model.free_bits` lambda > 0,
+  Kingma et al.'s free-bits term (`losses.free_bits_kl` on the per-dimension
+  timestep-wise KL, batch-averaged over all devices). With `model.bn_gamma`
+  (BN-VAE), mu is batch-normalised with statistics over the KL window's
+  positions of the real sentences of the whole batch (`models.MuBatchNorm`).
+
+  Args:
+    model, config: the model and run config.
+    params: the parameters to differentiate.
+    batch: 'tokens' <i32>[B, T], 'lengths' <i32>[B], 'weights' <f32>[B].
+    keys: typed PRNG keys [B], one per sentence.
+    beta: the KL weight.
+    count: the global number of real sentences ('mean' reduction).
+    axis_name: the collective axis under pmap.
+
+  Returns:
+    (loss, aux): aux holds <f32>[B] 'rec', 'kl' (timestep-wise KL), 'kl_obj'
+    (the objective's KL term), 'kl_z' (KL of the Gaussian z is drawn from),
+    and with BN-VAE 'bn_stats' (the running averages after this batch).
+  """
+  tokens, lengths, w = batch['tokens'], batch['lengths'], batch['weights']
+  window = config.model.kl_window
+  bn = {}
+  if config.model.get('bn_gamma') is not None:
+    window_mask = jax.vmap(losses.kl_window_mask, in_axes=(0, None, None))(
+        lengths, tokens.shape[1], window)
+    bn = dict(bn_mask=window_mask & (w > 0)[:, None], axis_name=axis_name)
+  out = model.apply({'params': params}, tokens, lengths, keys, train=True,
+                    **bn)
+  rec = losses.token_nll(out['logits'], tokens[:, 1:], lengths)
+  kl = losses.masked_kl(out['mu'], out['logvar'], lengths, window)
+  kl_obj = kl
+  free_bits = config.model.get('free_bits', 0.0)
+  if free_bits > 0:
+    kl_dims = losses.masked_kl_dims(out['mu'], out['logvar'], lengths, window)
+    kl_obj = losses.free_bits_kl(kl_dims, w, free_bits, axis_name)
+  loss = losses.objective(rec, kl_obj, w, beta, config.train.loss_reduction,
+                          count)
+  aux = dict(rec=rec, kl=kl, kl_obj=kl_obj,
+             kl_z=losses.gaussian_kl(out['z_mu'], out['z_logvar']))
+  if 'bn_stats' in out:
+    aux['bn_stats'] = out['bn_stats']
+  return loss, aux
 
 
 def make_train_step(model: models.TWRVAE, config: ml_collections.ConfigDict,
@@ -72,55 +129,53 @@ def make_train_step(model: models.TWRVAE, config: ml_collections.ConfigDict,
   """Returns the pure train step `(state, batch, key, *, axis_name)`.
 
   The step computes the paper's objective, sum over sentences of
-  rec + beta * timestep-wise KL (SPEC A.4), or its per-sentence mean. Under
+  rec + beta * timestep-wise KL (SPEC A.4), or its per-sentence mean, or a
+  baseline's variant of it (`lm_loss`). Under
   pmap each device holds part of the batch: gradients and metric sums are
   `psum`-med over `axis_name`, which makes the update equal to the one for the
   whole batch on one device (for 'mean' the divisor is the global count).
 
-  Metrics are sums over sentences (divide on the host): 'loss', 'rec',
-  'kl_twr' (the objective's KL term), 'kl' (KL of the posterior z is drawn
-  from), 'sentences', 'tokens' (scored targets, EOS included); plus 'beta'
-  and 'grad_norm'.
+  Metrics are sums over sentences (divide on the host): 'loss' (the objective
+  optimised, at this beta), 'rec', 'kl_twr' (the timestep-wise KL, without
+  free bits), 'kl' (KL of the posterior z is drawn from), 'sentences',
+  'tokens' (scored targets, EOS included); plus 'beta' and 'grad_norm'.
   """
-  window = config.model.kl_window
-  reduction = config.train.loss_reduction
 
   def train_step(state: TrainState, batch: dict[str, Array], key: PRNGKey, *,
                  axis_name: str | None = None):
-    tokens, lengths, w = batch['tokens'], batch['lengths'], batch['weights']
+    lengths, w = batch['lengths'], batch['weights']
     keys = example_keys(key, state.step, batch['index'])
     beta = kl_weight(state.step)
     count = jnp.sum(w)
     if axis_name is not None:
       count = jax.lax.psum(count, axis_name)
 
-    def loss_fn(params):
-      out = model.apply({'params': params}, tokens, lengths, keys, train=True)
-      rec = losses.token_nll(out['logits'], tokens[:, 1:], lengths)
-      kl = losses.masked_kl(out['mu'], out['logvar'], lengths, window)
-      loss = losses.objective(rec, kl, w, beta, reduction, count)
-      return loss, (rec, kl, losses.gaussian_kl(out['z_mu'], out['z_logvar']))
-
+    loss_fn = functools.partial(lm_loss, model, config, batch=batch, keys=keys,
+                                beta=beta, count=count, axis_name=axis_name)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, (rec, kl, kl_z)), grads = grad_fn(state.params)
+    (_, aux), grads = grad_fn(state.params)
+    rec, kl = aux['rec'], aux['kl']
     sums = dict(
-        loss=jnp.sum(w * (rec + beta * kl)), rec=jnp.sum(w * rec),
-        kl_twr=jnp.sum(w * kl), kl=jnp.sum(w * kl_z), sentences=jnp.sum(w),
-        tokens=jnp.sum(w * (lengths - 1)),
+        loss=jnp.sum(w * (rec + beta * aux['kl_obj'])), rec=jnp.sum(w * rec),
+        kl_twr=jnp.sum(w * kl), kl=jnp.sum(w * aux['kl_z']),
+        sentences=jnp.sum(w), tokens=jnp.sum(w * (lengths - 1)),
     )
     if axis_name is not None:
       grads, sums = jax.lax.psum((grads, sums), axis_name)
     state = state.apply_gradients(grads=grads)
+    # BN-VAE: the running averages are set, not learnt (models.MuBatchNorm).
+    state = state.replace(
+        params=models.with_bn_stats(state.params, aux.get('bn_stats')))
     return state, dict(sums, beta=beta, grad_norm=optax.tree_utils.tree_norm(grads))
 
   return train_step
 
 
-def _kl_schedule(config, train_size: int, total_steps: int):
+def _kl_schedule(config, steps_per_epoch: float, total_steps: int):
   s = config.train.kl_schedule
   return schedules.make_kl_schedule(
       s.kind, beta=s.beta, start=s.start, warmup_epochs=s.warmup_epochs,
-      train_size=train_size, batch_size=config.train.batch_size,
+      train_size=steps_per_epoch, batch_size=1,
       logistic_k=s.logistic_k, logistic_x0=s.logistic_x0,
       total_steps=total_steps, cycles=s.cycles, ratio=s.ratio,
   )
@@ -174,12 +229,64 @@ def _summarise_train(history: list[dict[str, Any]]) -> dict[str, float]:
   )
 
 
+class LMTask:
+  """The language-model task: its data, model, train step and evaluation.
+
+  `train_and_evaluate` drives any task with this interface (see also
+  `dialogue_train.DialogueTask`):
+
+    model, train_batcher (train_batch(step), num_batches), kl_steps_per_epoch,
+    init_params(key), make_train_step(kl_weight), evaluate(params, split).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str,
+               layout: parallel.Layout, eval_key: PRNGKey):
+    self.config = config
+    data = datasets.load(config, workdir)
+    self.batchers = {
+        s: input_pipeline.Batcher(
+            data.splits[s],
+            config.train.batch_size if s == 'train' else config.eval.batch_size,
+            config.data.bucket_size, config.seed,
+        )
+        for s in datasets.SPLITS
+    }
+    self.train_batcher = self.batchers['train']
+    logging.info('Train batch shapes T in %s', self.train_batcher.shapes)
+    # He et al.'s warm-up counts epochs as N_train / B, a float division.
+    self.kl_steps_per_epoch = len(data.splits['train']) / config.train.batch_size
+    self.model = models.model_from_config(config, len(data.vocab))
+    self._evaluator = evaluate.Evaluator(self.model, config, layout, eval_key)
+
+  def init_params(self, key: PRNGKey):
+    return init_params(self.model, key)
+
+  def make_train_step(self, kl_weight: Callable[[Array], Array]) -> Callable:
+    return make_train_step(self.model, self.config, kl_weight)
+
+  def evaluate(self, params, split: str) -> dict[str, Any]:
+    return self._evaluator.evaluate(params, self.batchers[split])
+
+
+def make_task(config: ml_collections.ConfigDict, workdir: str,
+              layout: parallel.Layout, eval_key: PRNGKey):
+  """The task `config.task` names: 'lm' (default) or 'dialogue'."""
+  if config.get('task', 'lm') == 'dialogue':
+    from twr_jax import dialogue_train  # pylint: disable=g-import-not-at-top
+    return dialogue_train.DialogueTask(config, workdir, layout, eval_key)
+  return LMTask(config, workdir, layout, eval_key)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        stop_at_step: int | None = None) -> dict[str, Any]:
   """Trains (or resumes) a run in `workdir`, then evaluates valid and test.
 
+  The loop is the same for every task (`make_task`): the language model and
+  the dialogue model share checkpointing, resumption, logging and the
+  pmap/jit step.
+
   Args:
-    config: the run config (see configs/default.py).
+    config: the run config (see configs/default.py, configs/dialogue.py).
     workdir: output folder: metrics.jsonl, tensorboard/, config.json,
       vocab.txt, checkpoints/.
     stop_at_step: stop (with a checkpoint) once this many steps are done, as
@@ -200,30 +307,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if is_chief:
     _write_json(os.path.join(workdir, 'config.json'), config.to_dict())
 
-  data = datasets.load(config, workdir)
-  batchers = {
-      s: input_pipeline.Batcher(
-          data.splits[s],
-          config.train.batch_size if s == 'train' else config.eval.batch_size,
-          config.data.bucket_size, config.seed,
-      )
-      for s in datasets.SPLITS
-  }
-  train_batcher = batchers['train']
+  root_key = jax.random.key(config.seed)
+  train_key, eval_key, init_key = (jax.random.fold_in(root_key, i)
+                                   for i in range(3))
+  task = make_task(config, workdir, layout, eval_key)
+  train_batcher = task.train_batcher
   steps_per_epoch = train_batcher.num_batches
   total_steps = config.train.num_steps or (
       config.train.num_epochs * steps_per_epoch)
   eval_every = config.train.eval_every_steps or steps_per_epoch
   ckpt_every = config.train.checkpoint_every_steps or eval_every
-  logging.info('%d steps (%d per epoch), train batch shapes T in %s',
-               total_steps, steps_per_epoch, train_batcher.shapes)
+  logging.info('%d steps (%d per epoch)', total_steps, steps_per_epoch)
 
-  model = models.model_from_config(config, len(data.vocab))
-  root_key = jax.random.key(config.seed)
-  train_key, eval_key, init_key = (jax.random.fold_in(root_key, i)
-                                   for i in range(3))
-  state = create_train_state(model, optim.optimizer_from_config(config),
-                             init_key)
+  state = TrainState.create(apply_fn=task.model.apply,
+                            params=task.init_params(init_key),
+                            tx=optim.optimizer_from_config(config))
   logging.info('%d parameters', sum(
       x.size for x in jax.tree_util.tree_leaves(state.params)))
 
@@ -237,19 +335,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if log is not None:
     log.truncate_after(start)
 
-  kl_weight = _kl_schedule(config, len(data.splits['train']), total_steps)
+  kl_weight = _kl_schedule(config, task.kl_steps_per_epoch, total_steps)
   p_train = layout.compile(
-      make_train_step(model, config, kl_weight), 3, broadcast_argnums=(2,),
+      task.make_train_step(kl_weight), 3, broadcast_argnums=(2,),
       donate_argnums=(0,),
   )
-  evaluator = evaluate.Evaluator(model, config, layout, eval_key)
   state = layout.replicate(state)
+  # He et al.'s aggressive encoder training (language model; lagging.py).
+  lag = None
+  if lagging.enabled(config):
+    lag = lagging.AggressiveTraining(
+        config, functools.partial(lm_loss, task.model, config), kl_weight,
+        models.with_bn_stats, train_batcher, layout, train_key)
 
   # A finished run re-run: its final evaluation is in the log already.
   finished = start >= total_steps
 
   def run_eval(split, step):
-    result = evaluator.evaluate(state.params, batchers[split])
+    result = task.evaluate(state.params, split)
     if log is not None and not finished:
       log.write(dict(result, step=step, split=split))
     return result
@@ -266,6 +369,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   with _Preemption() as preempt:
     for step in range(start, total_steps):
       batch = parallel.process_rows(train_batcher.train_batch(step))
+      if lag is not None:
+        state = lag.before_step(state, step)
       state, metrics = p_train(state, layout.shard(batch), train_key)
       history.append(metrics)
       done = step + 1
@@ -289,6 +394,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if done % eval_every == 0 and done != total_steps:
         valid = run_eval('valid', done)
         logging.info('step %d valid: %s', done, _fmt(valid))
+        if lag is not None:
+          state = lag.after_eval(state, valid['mi'])
       if valid is not None or done % ckpt_every == 0:
         save(done, valid)
       t_paused += time.time() - t_pause
@@ -327,9 +434,14 @@ TABLE_COLUMNS = ('loss', 'rec', 'kl', 'kl_twr', 'nll_elbo', 'ppl', 'mi', 'au')
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
-  """A small fixed-width table of evaluation results, one row per split."""
-  head = f'{"split":<6}' + ''.join(f'{c:>10}' for c in TABLE_COLUMNS)
+  """A small fixed-width table of evaluation results, one row per split.
+
+  Shows the `TABLE_COLUMNS` the results have (the dialogue task has no MI/AU).
+  """
+  first = next(iter(results.values()), {})
+  columns = [c for c in TABLE_COLUMNS if c in first]
+  head = f'{"split":<6}' + ''.join(f'{c:>10}' for c in columns)
   rows = [head]
   for split, r in results.items():
-    rows.append(f'{split:<6}' + ''.join(f'{r[c]:>10.3f}' for c in TABLE_COLUMNS))
+    rows.append(f'{split:<6}' + ''.join(f'{r[c]:>10.3f}' for c in columns))
   return '\n'.join(rows)

@@ -26,15 +26,15 @@ class Run:
 
   Attributes:
     config: the run's resolved config (from config.json).
-    vocab: its vocabulary (vocab.txt).
-    model: the model built from the config.
+    vocab: its vocabulary (vocab.txt; a `DialogVocab` for dialogue runs).
+    model: the model built from the config (`TWRVAE` or `DialogTWRVAE`).
     params: host parameters of the restored checkpoint.
     step: the checkpoint's step.
   """
 
   config: ml_collections.ConfigDict
   vocab: text.Vocab
-  model: models.TWRVAE
+  model: Any
   params: Any
   step: int
 
@@ -68,10 +68,20 @@ def load_run(workdir: str, step: int | str = 'best') -> Run:
       kept last-N checkpoints.
   """
   config = load_config(workdir)
-  vocab = text.Vocab.load(os.path.join(workdir, datasets.VOCAB_FILE))
-  model = models.model_from_config(config, len(vocab))
-  state = train.create_train_state(model, optim.optimizer_from_config(config),
-                                   jax.random.key(0))
+  key = jax.random.key(0)
+  if config.get('task', 'lm') == 'dialogue':
+    from twr_jax import dialogue_train  # pylint: disable=g-import-not-at-top
+    vocab = dialogue_train.load_vocab(config, workdir)
+    model = dialogue_train.model_from_config(config, len(vocab))
+    # Only the shapes matter here: skip reading the word vectors.
+    params = dialogue_train.init_params(model, key, config, vocab,
+                                        word_vectors=False)
+  else:
+    vocab = text.Vocab.load(os.path.join(workdir, datasets.VOCAB_FILE))
+    model = models.model_from_config(config, len(vocab))
+    params = train.init_params(model, key)
+  state = train.TrainState.create(apply_fn=model.apply, params=params,
+                                  tx=optim.optimizer_from_config(config))
   ckpt = checkpoint.Checkpointer(workdir, config.train.keep_checkpoints)
   which = None if step == 'last' else step
   restored, found = ckpt.restore(train.saveable(state), which)

@@ -1,0 +1,116 @@
+"""Base configuration of the TWR-VAE dialogue model, and its variants.
+
+`configs/switchboard.py` and `configs/dailydialog.py` start from `get_config()`
+here and set the corpus; then a variant is applied by name:
+
+  python -m launch.train --config=configs/dailydialog.py:twr \
+      --config.data.dir=../shared/data/dailydialog --workdir=/tmp/dd
+
+Defaults are the released code's (SPEC B.3-B.6): shared embedding 200,
+bidirectional utterance GRU 300, context GRU 300, latent 200, decoder GRU 500
+from [z; c], dropout 0.5 (words) / 0.25 (context input), Adam lr 1e-4 eps 1e-6
+with coupled L2 1e-5, batch 96, loss summed over the batch, seed 1111; 10
+greedy prior samples of 40 tokens per test context.
+
+Variants:
+  twr     the model with the standard KL mask (each example's KL averaged over
+          its own context turns).
+  compat  the original's arithmetic: KL over the batch's longest context with
+          padded turns included (SPEC B.4) and the shared embedding updated
+          twice per step (SPEC B.5).
+  tiny    small sizes for tests and smoke runs (any corpus).
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+try:  # An installed twr_jax carries this folder as twr_jax.configs.
+  from twr_jax.configs import default
+except ImportError:  # A checkout on sys.path without installing.
+  from configs import default
+
+_TINY = {
+    'data.vocab_size': 300, 'model.emb_dim': 16, 'model.utt_hidden': 16,
+    'model.ctx_hidden': 16, 'model.latent': 8, 'train.batch_size': 8,
+    'train.learning_rate': 1e-3, 'train.log_every_steps': 10,
+    'eval.batch_size': 32, 'eval.sample_batch_size': 32,
+}
+VARIANTS = {
+    'twr': {},
+    'compat': {'model.kl_mask': 'padded',
+               'train.double_update_embedding': True},
+    'tiny': _TINY,
+}
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The base dialogue config (paper sizes; no corpus chosen)."""
+  c = ml_collections.ConfigDict()
+  c.task = 'dialogue'
+  c.seed = 1111
+  c.variant = 'twr'
+
+  c.data = ml_collections.ConfigDict()
+  c.data.format = ''  # 'switchboard' (*.jsonl) or 'dailydialog' (*.utts.txt).
+  c.data.dir = ''
+  c.data.file_pattern = ''  # e.g. '{split}.jsonl'; {split} is a file name.
+  # Which file each split reads: e.g. --config.data.splits.train=valid
+  # trains on the valid file when the train file is not available.
+  c.data.splits = ml_collections.ConfigDict(
+      dict(train='train', valid='valid', test='test'))
+  c.data.vocab_size = 10000  # Most frequent training tokens kept (+ specials).
+  c.data.window = 10  # Context window W: up to W - 1 context turns.
+  c.data.max_utt_len = 40  # Turns are truncated to this many tokens.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.emb_dim = 200
+  c.model.utt_hidden = 300
+  c.model.ctx_hidden = 300
+  c.model.latent = 200
+  c.model.emb_dropout = 0.5
+  c.model.ctx_dropout = 0.25
+  c.model.kl_mask = 'valid'  # 'valid' or the original's 'padded'.
+  # GloVe / word2vec text file to initialise the embedding from ('' = N(0, 1)
+  # init, as the released TWR-VAE code does by default, SPEC B.3).
+  c.model.word_vectors = ''
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 96  # Global, over all devices and processes.
+  c.train.num_epochs = 500
+  c.train.num_steps = config_dict.placeholder(int)  # Overrides num_epochs.
+  c.train.learning_rate = 1e-4
+  c.train.b1 = 0.9
+  c.train.b2 = 0.999
+  c.train.eps = 1e-6
+  c.train.weight_decay = 1e-5  # Coupled L2, like torch.optim.Adam.
+  c.train.grad_clip_norm = config_dict.placeholder(float)
+  c.train.loss_reduction = 'sum'
+  # True: the original's two Adam updates per step of the shared embedding,
+  # which its optimiser lists twice (SPEC B.5).
+  c.train.double_update_embedding = False
+  # Epochs of the KL schedule are training batches per epoch (batch_size 1 in
+  # schedules' train_size / batch_size).
+  c.train.kl_schedule = ml_collections.ConfigDict(
+      dict(kind='constant', beta=1.0, start=0.1, warmup_epochs=9.0,
+           logistic_k=0.0025, logistic_x0=2500, cycles=4, ratio=0.5)
+  )
+  c.train.parallel = 'auto'
+  c.train.log_every_steps = 50
+  c.train.eval_every_steps = config_dict.placeholder(int)  # None: per epoch.
+  c.train.checkpoint_every_steps = config_dict.placeholder(int)
+  c.train.keep_checkpoints = 3
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 256  # Contexts per batch of the loss evaluation.
+  c.eval.num_samples = 10  # Prior samples (responses) per context.
+  c.eval.max_len = 40  # Greedy decoding steps.
+  c.eval.sample_batch_size = 256  # Contexts decoded together.
+  c.eval.word_vectors = ''  # Vectors for the BOW metrics ('' skips them).
+  c.eval.references = ''  # Multi-reference file (JSON lines), optional.
+  return c
+
+
+def apply_variant(config: ml_collections.ConfigDict,
+                  variant: str) -> ml_collections.ConfigDict:
+  """Applies a named dialogue variant's overrides in place."""
+  return default.apply_variant(config, variant, VARIANTS)
