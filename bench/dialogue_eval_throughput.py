@@ -74,6 +74,9 @@ def run_jax(model, params, vocab, examples, key, batch_size, config):
 
 
 def run_torch(vocab, examples, config):
+  # OpenMP's default busy-waiting collapses under load on a shared machine
+  # (see bench/train_throughput.py); PASSIVE is set before torch starts.
+  os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
   import torch  # pylint: disable=g-import-not-at-top
   import torch_dialogue_sample  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(FLAGS.threads)
@@ -108,6 +111,7 @@ def main(argv):
   key = jax.random.key(1)
   few = examples[:FLAGS.reference_contexts]
   out = {'bench': 'dialogue_eval_throughput', 'jax': jax.__version__,
+         'load_avg_start': round(os.getloadavg()[0], 2),
          'samples': K, 'max_len': MAX_LEN, 'vocab': len(vocab),
          'batch_size': FLAGS.batch_size}
 
@@ -138,6 +142,8 @@ def main(argv):
     out['batched_over_torch_one'] = round(
         out['jax_batched']['contexts_per_s'] /
         out['torch_one']['contexts_per_s'], 2)
+    out['torch_one'].update(threads=FLAGS.threads,
+                            omp_wait_policy=os.environ['OMP_WAIT_POLICY'])
   out['batched_over_jax_one'] = round(
       out['jax_batched']['contexts_per_s'] / out['jax_one']['contexts_per_s'],
       2)

@@ -78,7 +78,8 @@ def affine(x: Array, w: Array, b: Array) -> Array:
       XLA folds into a transposed-operand dot that runs on its slower generic
       path, not YNNPACK; materialising [x, 1]^T first (a copy of x, small next
       to g) keeps it on YNNPACK (output layer + cross-entropy fwd + bwd
-      ~25 % faster), and gives the bias gradient as its last row.
+      ~28 % faster), and gives the bias gradient as its last row.
+  At paper size on PTB: train step 1.18x, IW-NLL 1.35x sentences/s.
   Not forward-differentiable (custom_vjp).
 
   Args:
