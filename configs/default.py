@@ -42,6 +42,34 @@ VARIANTS = {
 }
 
 
+def train_section(batch_size: int,
+                  num_epochs: int) -> ml_collections.ConfigDict:
+  """`config.train` fields shared by the language-model and dialogue configs:
+  the optimiser (Adam lr 1e-4, eps 1e-6, coupled L2 1e-5: SPEC A.6 / B.5), the
+  KL schedule and the loop's cadence."""
+  t = ml_collections.ConfigDict()
+  t.batch_size = batch_size  # Global, over all devices and processes.
+  t.num_epochs = num_epochs
+  t.num_steps = config_dict.placeholder(int)  # Overrides num_epochs.
+  t.learning_rate = 1e-4
+  t.b1 = 0.9
+  t.b2 = 0.999
+  t.eps = 1e-6
+  t.weight_decay = 1e-5  # Coupled L2, like torch.optim.Adam.
+  t.grad_clip_norm = config_dict.placeholder(float)  # None: no clip.
+  t.loss_reduction = 'sum'  # 'sum' over the batch (paper) or 'mean'.
+  t.kl_schedule = ml_collections.ConfigDict(
+      dict(kind='constant', beta=1.0, start=0.1, warmup_epochs=10.0,
+           logistic_k=0.0025, logistic_x0=2500, cycles=4, ratio=0.5)
+  )
+  t.parallel = 'auto'  # 'auto' | 'pmap' | 'jit' (see parallel.py).
+  t.log_every_steps = 50
+  t.eval_every_steps = config_dict.placeholder(int)  # None: per epoch.
+  t.checkpoint_every_steps = config_dict.placeholder(int)  # None: evals.
+  t.keep_checkpoints = 3
+  return t
+
+
 def get_config() -> ml_collections.ConfigDict:
   """The base config (paper sizes; no data source chosen)."""
   c = ml_collections.ConfigDict()
@@ -82,21 +110,7 @@ def get_config() -> ml_collections.ConfigDict:
   # and a learnt shift (E[KL] >= latent * gamma^2 / 2). None: off.
   c.model.bn_gamma = config_dict.placeholder(float)
 
-  c.train = ml_collections.ConfigDict()
-  c.train.batch_size = 64  # Global, over all devices and processes.
-  c.train.num_epochs = 1000
-  c.train.num_steps = config_dict.placeholder(int)  # Overrides num_epochs.
-  c.train.learning_rate = 1e-4
-  c.train.b1 = 0.9
-  c.train.b2 = 0.999
-  c.train.eps = 1e-6
-  c.train.weight_decay = 1e-5  # Coupled L2, like torch.optim.Adam.
-  c.train.grad_clip_norm = config_dict.placeholder(float)  # None: no clip.
-  c.train.loss_reduction = 'sum'  # 'sum' over the batch (paper) or 'mean'.
-  c.train.kl_schedule = ml_collections.ConfigDict(
-      dict(kind='constant', beta=1.0, start=0.1, warmup_epochs=10.0,
-           logistic_k=0.0025, logistic_x0=2500, cycles=4, ratio=0.5)
-  )
+  c.train = train_section(batch_size=64, num_epochs=1000)
   # He et al. (2019) aggressive encoder training (twr_jax/lagging.py): before
   # each step, up to max_inner encoder-only steps, stopped when the loss per
   # token of a window of `window` steps is above the previous window's; off
@@ -104,11 +118,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.lagging = ml_collections.ConfigDict(
       dict(enabled=False, max_inner=100, window=15)
   )
-  c.train.parallel = 'auto'  # 'auto' | 'pmap' | 'jit' (see parallel.py).
-  c.train.log_every_steps = 50
-  c.train.eval_every_steps = config_dict.placeholder(int)  # None: per epoch.
-  c.train.checkpoint_every_steps = config_dict.placeholder(int)  # None: evals.
-  c.train.keep_checkpoints = 3
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 64

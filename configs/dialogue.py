@@ -22,7 +22,6 @@ Variants:
 """
 
 import ml_collections
-from ml_collections import config_dict
 
 try:  # An installed twr_jax carries this folder as twr_jax.configs.
   from twr_jax.configs import default
@@ -74,31 +73,12 @@ def get_config() -> ml_collections.ConfigDict:
   # init, as the released TWR-VAE code does by default, SPEC B.3).
   c.model.word_vectors = ''
 
-  c.train = ml_collections.ConfigDict()
-  c.train.batch_size = 96  # Global, over all devices and processes.
-  c.train.num_epochs = 500
-  c.train.num_steps = config_dict.placeholder(int)  # Overrides num_epochs.
-  c.train.learning_rate = 1e-4
-  c.train.b1 = 0.9
-  c.train.b2 = 0.999
-  c.train.eps = 1e-6
-  c.train.weight_decay = 1e-5  # Coupled L2, like torch.optim.Adam.
-  c.train.grad_clip_norm = config_dict.placeholder(float)
-  c.train.loss_reduction = 'sum'
+  c.train = default.train_section(batch_size=96, num_epochs=500)
   # True: the original's two Adam updates per step of the shared embedding,
   # which its optimiser lists twice (SPEC B.5).
   c.train.double_update_embedding = False
-  # Epochs of the KL schedule are training batches per epoch (batch_size 1 in
-  # schedules' train_size / batch_size).
-  c.train.kl_schedule = ml_collections.ConfigDict(
-      dict(kind='constant', beta=1.0, start=0.1, warmup_epochs=9.0,
-           logistic_k=0.0025, logistic_x0=2500, cycles=4, ratio=0.5)
-  )
-  c.train.parallel = 'auto'
-  c.train.log_every_steps = 50
-  c.train.eval_every_steps = config_dict.placeholder(int)  # None: per epoch.
-  c.train.checkpoint_every_steps = config_dict.placeholder(int)
-  c.train.keep_checkpoints = 3
+  # An "epoch" of the KL schedule is the batches of one epoch (see
+  # DialogueTask.kl_steps_per_epoch); dailydialog.py sets the warm-up.
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 256  # Contexts per batch of the loss evaluation.
