@@ -58,19 +58,6 @@ def sample_examples(
   return np.concatenate(tokens), np.concatenate(lengths)
 
 
-def _words(vocab: dialogue_data.DialogVocab, ids) -> list[str]:
-  return vocab.decode(ids)
-
-
-def _response_words(tokens: list[str]) -> list[str]:
-  """`<s> w_1 .. w_n </s>` -> w_1 .. w_n."""
-  if tokens and tokens[0] == dialogue_data.BOS_TOKEN:
-    tokens = tokens[1:]
-  if dialogue_data.EOS_TOKEN in tokens:
-    tokens = tokens[:tokens.index(dialogue_data.EOS_TOKEN)]
-  return tokens
-
-
 def evaluate_run(
     workdir: str, split: str = 'test', step: int | str = 'best', *,
     word_vectors: str | None = None, references: str | None = None,
@@ -129,8 +116,8 @@ def evaluate_run(
   sample_seconds = time.time() - start
 
   start = time.time()
-  hypotheses = [[_words(vocab, s) for s in samples] for samples in tokens]
-  refs = [_words(vocab, ex.response) for ex in examples]
+  hypotheses = [[vocab.decode(s) for s in samples] for samples in tokens]
+  refs = [vocab.decode(ex.response) for ex in examples]
   embedding = None
   if word_vectors:
     embedding = dialogue_metrics.load_word_vectors(word_vectors, vocab.tokens)
@@ -141,9 +128,9 @@ def evaluate_run(
   total = sample_seconds + metric_seconds
   samples = [
       dict(index=i, dialogue=ex.dialogue, turn=ex.turn,
-           context=[' '.join(_words(vocab, t[:n])) for t, n in
+           context=[' '.join(vocab.decode(t[:n])) for t, n in
                     zip(ex.context, ex.context_lens)],
-           reference=' '.join(_response_words(r)),
+           reference=' '.join(dialogue_metrics.reference_words(r)),
            responses=[' '.join(h[:n]) for h, n in zip(hyps, lens)])
       for i, (ex, r, hyps, lens) in enumerate(
           zip(examples, refs, hypotheses, lengths))

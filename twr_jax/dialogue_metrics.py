@@ -714,7 +714,8 @@ def _paper_bleu_hypothesis(tokens: Tokens) -> list[str]:
   return out
 
 
-def _reference_words(tokens: Tokens) -> list[str]:
+def reference_words(tokens: Tokens) -> list[str]:
+  """`<s> w_1 .. w_n </s> ...` -> w_1 .. w_n (a decoded response's words)."""
   tokens = list(tokens)
   if tokens and tokens[0] == BOS:
     tokens = tokens[1:]
@@ -872,7 +873,7 @@ def score_responses(
       raise ValueError(f'{len(vocab_tokens)} vocab tokens for '
                        f'{np.shape(embedding)[0]} embedding rows.')
 
-  words = [_reference_words(ref) for ref in references]
+  words = [reference_words(ref) for ref in references]
   full = [[list(sample) for sample in samples] for samples in hypotheses]
   lens = [[len(_before_eos(sample)) for sample in samples] for samples in full]
   paper_tokens = [[sample[:n] for sample, n in zip(samples, sample_lens)]
@@ -890,7 +891,7 @@ def score_responses(
   standard = {f'bleu_{key}': value for key, value in standard_bleu.items()}
   notes = dict(NOTES)
   if multi_references is not None:
-    multi_words = [[_reference_words(ref) for ref in context_refs]
+    multi_words = [[reference_words(ref) for ref in context_refs]
                    for context_refs in multi_references]
     paper_multi = multi_bleu_scores(
         [[w + [EOS] for w in context_words] for context_words in multi_words],
