@@ -3,10 +3,11 @@
   python bench/dialogue_eval_throughput.py \
       --data_dir=../shared/data/dailydialog [--contexts=2000] [--reference_contexts=100]
 
-Paper-size model (random init; timing does not depend on the weights) with the
-DailyDialog training vocabulary, on the first `--contexts` DD test contexts.
-Measures contexts/s of the full evaluation, 10 greedy prior samples x 40
-steps + every metric of both modes (`dialogue_metrics.score_responses`):
+Paper-size model with the DailyDialog training vocabulary, on the first
+`--contexts` DD test contexts: random init by default, or a trained run's
+checkpoint and vocabulary with `--workdir`. Measures contexts/s of the full
+evaluation, 10 greedy prior samples x at most 40 steps + every metric of both
+modes (`dialogue_metrics.score_responses`):
 
   jax_batched   `dialogue_eval.sample_examples` (`--batch_size` contexts per
                 jitted call), then the metrics;
@@ -17,7 +18,14 @@ steps + every metric of both modes (`dialogue_metrics.score_responses`):
 
 The batch-of-one loops are timed on the first `--reference_contexts`
 contexts (they are slow) and their contexts/s compared with the batched run's.
-Prints one JSON line with each contexts/s and the ratios.
+Prints one JSON line with each contexts/s, the ratios and the mean number of
+decoder steps per batched call.
+
+The weights matter for one thing: `dialogue_model.sample_responses` stops
+once every row of a call has produced `</s>` (the original, and the torch
+loop, always run 40 steps). A random-init model almost never emits `</s>`,
+so by default every call runs all 40 steps, i.e. the ratio is that of the
+same work; with a trained `--workdir` it includes the steps saved.
 """
 
 import json
@@ -38,6 +46,7 @@ from twr_jax import dialogue_data
 from twr_jax import dialogue_eval
 from twr_jax import dialogue_metrics
 from twr_jax import dialogue_train
+from twr_jax import workdir as workdir_lib
 
 flags.DEFINE_string('data_dir', os.path.join(ROOT, '..', 'shared', 'data',
                                              'dailydialog'), 'DailyDialog.')
@@ -46,6 +55,8 @@ flags.DEFINE_integer('reference_contexts', 100,
                      'Contexts of the batch-of-one loops.')
 flags.DEFINE_integer('batch_size', 256, 'Contexts per batched call.')
 flags.DEFINE_integer('threads', 2, 'torch threads.')
+flags.DEFINE_string('workdir', None, 'A trained dialogue run (default: a'
+                    ' random-init paper-size model).')
 FLAGS = flags.FLAGS
 
 K, MAX_LEN = 10, 40
@@ -58,6 +69,18 @@ def score(vocab, examples, tokens) -> float:
   refs = [vocab.decode(ex.response) for ex in examples]
   dialogue_metrics.score_responses(hyps, refs)
   return time.perf_counter() - t
+
+
+def decoder_steps(tokens: np.ndarray, batch_size: int) -> list[int]:
+  """Decoder steps each batched call ran: its longest response + `</s>`.
+
+  Args:
+    tokens: <int>[C, K, max_len] from `sample_examples` (PAD after `</s>`).
+    batch_size: contexts per call.
+  """
+  ran = np.sum(tokens != dialogue_data.PAD, axis=-1)  # Per sample.
+  return [min(MAX_LEN, int(ran[i:i + batch_size].max()))
+          for i in range(0, len(tokens), batch_size)]
 
 
 def run_jax(model, params, vocab, examples, key, batch_size, config):
@@ -100,20 +123,27 @@ def run_torch(vocab, examples, config):
 
 def main(argv):
   del argv
-  config = dailydialog.get_config()
+  if FLAGS.workdir:
+    run = workdir_lib.load_run(FLAGS.workdir, 'last')
+    config, vocab, model, params = run.config, run.vocab, run.model, run.params
+  else:
+    config = dailydialog.get_config()
   config.data.dir = FLAGS.data_dir
-  vocab = dialogue_train.load_vocab(config, None)
+  if not FLAGS.workdir:
+    vocab = dialogue_train.load_vocab(config, None)
+    model = dialogue_train.model_from_config(config, len(vocab))
+    params = dialogue_train.init_params(model, jax.random.key(0), config,
+                                        vocab)
   examples = dialogue_data.eval_examples(
       dialogue_train.read_split(config, 'test'), vocab, config.data.window,
       config.data.max_utt_len)[:FLAGS.contexts]
-  model = dialogue_train.model_from_config(config, len(vocab))
-  params = dialogue_train.init_params(model, jax.random.key(0), config, vocab)
   key = jax.random.key(1)
   few = examples[:FLAGS.reference_contexts]
   out = {'bench': 'dialogue_eval_throughput', 'jax': jax.__version__,
          'load_avg_start': round(os.getloadavg()[0], 2),
          'samples': K, 'max_len': MAX_LEN, 'vocab': len(vocab),
-         'batch_size': FLAGS.batch_size}
+         'batch_size': FLAGS.batch_size,
+         'weights': FLAGS.workdir or 'random init'}
 
   tokens, sample_s = run_jax(model, params, vocab, examples, key,
                              FLAGS.batch_size, config)
@@ -121,6 +151,8 @@ def main(argv):
   out['jax_batched'] = dict(
       contexts=len(examples), sample_s=round(sample_s, 2),
       metric_s=round(metric_s, 2),
+      mean_decoder_steps=round(float(np.mean(decoder_steps(
+          tokens, FLAGS.batch_size))), 1),
       contexts_per_s=round(len(examples) / (sample_s + metric_s), 2))
 
   tokens, sample_s = run_jax(model, params, vocab, few, key, 1, config)

@@ -14,9 +14,19 @@ Scores the first `--num_sentences` PTB test sentences with a paper-size model
          an .npz under torch's names), so both estimate the same log p(x).
 
 One untimed JAX pass compiles every shape; then `--rounds` timed JAX passes
-and torch runs alternate (with `--plain_out`, also JAX with the output layer
-computed as x @ W + b, i.e. before `models.affine`). Also runs the torch
-estimator check (`--check`: on a 1-d latent toy, the IW estimate matches
+and torch runs alternate. With `--ablations`, the timed passes also run
+`likelihood` with earlier versions of its decoding step, to measure what each
+change bought (same estimate up to float rounding):
+
+  jax_full_logits:  each sample decoded on its own copy of the sentence, and
+                    the logits of all (samples x tokens) materialised before
+                    the cross-entropy (`models.TWRVAE.decode` +
+                    `losses.token_nll`), the code before both changes;
+  jax_shared_input: the samples share the sentence's input projection
+                    (`decode` with z <f32>[B, C, Z]), logits still
+                    materialised (the stepwise output layer not yet used).
+
+Also runs the torch estimator check (`--check`: on a 1-d latent toy, the IW estimate matches
 log p(x) integrated on a grid and is below the ELBO). Prints one JSON line
 with both sentences/s, the ratio and both mean IW-NLLs (equal up to
 Monte-Carlo noise).
@@ -31,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from unittest import mock
 
 from absl import app
 from absl import flags
@@ -44,14 +55,41 @@ from configs import ptb  # pylint: disable=g-import-not-at-top
 from twr_jax import datasets
 from twr_jax import input_pipeline
 from twr_jax import likelihood
+from twr_jax import losses
 from twr_jax import models
 from twr_jax import text
 
 
-class PlainOutTWRVAE(models.TWRVAE):
-  """TWRVAE with the output layer computed as x @ W + b (nn.Dense's way)."""
+def _full_logits_chunk(model, params, tokens, lengths, z, shared):
+  """-log p(x|z) <f32>[B, C] via materialised logits (see `--ablations`)."""
+  b, c = z.shape[:2]
+  rep = jnp.repeat(tokens, c, axis=0)
+  if shared:
+    logits = model.apply({'params': params}, tokens[:, :-1], z,
+                         method=models.TWRVAE.decode)
+  else:
+    logits = model.apply({'params': params}, rep[:, :-1],
+                         z.reshape(b * c, -1), method=models.TWRVAE.decode)
+  rec = losses.token_nll(logits, rep[:, 1:], jnp.repeat(lengths, c))
+  return rec.reshape(b, c)
 
-  fused_output = False
+
+def ablated_chunk_log_weights(shared: bool):
+  """`likelihood._chunk_log_weights` with its decoding step replaced."""
+
+  @functools.partial(jax.jit, static_argnames=('model', 'chunk'))
+  def chunk_log_weights(model, params, tokens, lengths, z_mu, z_logvar, keys,
+                        start, chunk):
+    ids = start + jnp.arange(chunk)
+    draw = lambda key: jax.vmap(lambda j: jax.random.normal(
+        jax.random.fold_in(key, j), z_mu.shape[-1:]))(ids)
+    eps = jax.vmap(draw)(keys)
+    z = z_mu[:, None] + jnp.exp(0.5 * z_logvar)[:, None] * eps
+    rec = _full_logits_chunk(model, params, tokens, lengths, z, shared)
+    return likelihood.gaussian_log_weights(-rec, z, eps, z_logvar)
+
+  return chunk_log_weights
+
 
 FLAGS = flags.FLAGS
 
@@ -66,9 +104,9 @@ def define_flags():
       ' bucket, larger batches are mostly weight-0 padding rows; 1 still gives'
       ' calls of up to K samples x tokens within the token budget.')
   flags.DEFINE_integer(
-      'token_budget', 4096, 'JAX sentences x samples x tokens per call'
-      ' (lm_eval: 16384; 4096 measured ~14 % faster here: the logits of a'
-      ' call stay smaller).')
+      'token_budget', 65536, 'JAX sentences x samples x tokens per call'
+      ' (lm_eval\'s default; all K = 500 samples of a PTB sentence in one'
+      ' call).')
   flags.DEFINE_integer(
       'bucket_size', 8, 'JAX pads sentences to a multiple of this (1: exact'
       ' lengths, ~10 % faster here, one compiled shape per length).')
@@ -79,8 +117,8 @@ def define_flags():
       "OMP_WAIT_POLICY for torch ('' keeps OpenMP's default, active"
       ' spin-waiting, which makes torch several times slower whenever other'
       ' processes share the cores).')
-  flags.DEFINE_bool('plain_out', True, 'Also time JAX with the output layer'
-                    ' computed as x @ W + b (models.OutputLayer fused=False).')
+  flags.DEFINE_bool('ablations', True, 'Also time the earlier decoding steps'
+                    ' (see the module docstring).')
 
 
 TORCH_SCRIPT = os.path.join(ROOT, 'bench', 'reference', 'torch_iwnll.py')
@@ -169,17 +207,20 @@ def main(_):
   model = models.model_from_config(config, len(data.vocab))
   params = init_params(model, jax.random.key(0))
   key = jax.random.key(1)
-  models_ = {'jax': model}
-  if FLAGS.plain_out:
-    models_['jax_plain_out'] = PlainOutTWRVAE(**{
-        f: getattr(model, f) for f in ('vocab_size', 'emb_dim', 'hidden',
-                                       'latent', 'cell', 'z_mode')})
-  run_jax = lambda m: jax_iw_log_px(m, params, sequences, FLAGS.samples,
-                                    FLAGS.batch_size, FLAGS.token_budget, key,
-                                    FLAGS.bucket_size)
+  modes = {'jax': likelihood._chunk_log_weights}  # pylint: disable=protected-access
+  if FLAGS.ablations:
+    modes['jax_full_logits'] = ablated_chunk_log_weights(shared=False)
+    modes['jax_shared_input'] = ablated_chunk_log_weights(shared=True)
+
+  def run_jax(mode):
+    with mock.patch.object(likelihood, '_chunk_log_weights', modes[mode]):
+      return jax_iw_log_px(model, params, sequences, FLAGS.samples,
+                           FLAGS.batch_size, FLAGS.token_budget, key,
+                           FLAGS.bucket_size)
+
   t0 = time.time()
-  for m in models_.values():
-    run_jax(m)  # Compiles every shape.
+  for mode in modes:
+    run_jax(mode)  # Compiles every shape.
   compile_s = time.time() - t0
 
   have_torch = importlib.util.find_spec('torch') is not None
@@ -190,13 +231,12 @@ def main(_):
     with open(tokens_file, 'w') as f:
       f.write('\n'.join(' '.join(map(str, s)) for s in sequences))
     np.savez(params_file, **torch_state_dict(params))
-  jax_s, torch_runs = {k: [] for k in models_}, []
+  jax_s, torch_runs, nll = {k: [] for k in modes}, [], {}
   for _ in range(FLAGS.rounds):
-    for k, m in models_.items():
-      lp, seconds = run_jax(m)
+    for k in modes:
+      lp, seconds = run_jax(k)
       jax_s[k].append(seconds)
-      if k == 'jax':
-        log_px = lp
+      nll[k] = -float(np.mean(lp))
     if have_torch:
       torch_runs.append(run_torch(
           ['--tokens-file', tokens_file, '--params-npz', params_file,
@@ -214,12 +254,13 @@ def main(_):
                      token_budget=FLAGS.token_budget,
                      bucket_size=FLAGS.bucket_size,
                      compile_and_first_passes_s=round(compile_s, 1),
-                     nll_mean=round(-float(np.mean(log_px)), 4))}
-  if FLAGS.plain_out:
-    out['jax_plain_out'] = dict(sentences_per_s=round(
-        n / statistics.median(jax_s['jax_plain_out']), 3))
-    out['plain_out_over_jax_time'] = round(
-        sum(jax_s['jax_plain_out']) / sum(jax_s['jax']), 3)
+                     nll_mean=round(nll['jax'], 4))}
+  for k in modes:
+    if k != 'jax':
+      out[k] = dict(
+          sentences_per_s=round(n / statistics.median(jax_s[k]), 3),
+          nll_mean=round(nll[k], 4),
+          time_over_jax=round(sum(jax_s[k]) / sum(jax_s['jax']), 3))
   if have_torch:
     t_s = statistics.median(r['seconds'] for r in torch_runs)
     out['torch'] = dict(sentences_per_s=round(n / t_s, 3),

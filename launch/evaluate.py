@@ -28,8 +28,8 @@ flags.DEFINE_string('workdir', None, 'Training workdir.')
 flags.DEFINE_enum('split', 'test', ['train', 'valid', 'test'], 'Split.')
 flags.DEFINE_string('step', 'best', "'best', 'last' or a step number.")
 flags.DEFINE_integer('iw_samples', 500, 'K for IW-NLL (0: skip).')
-flags.DEFINE_integer('iw_batch_size', 16, 'Sentences per IW-NLL call.')
-flags.DEFINE_integer('iw_token_budget', 16384,
+flags.DEFINE_integer('iw_batch_size', 1, 'Sentences per IW-NLL call.')
+flags.DEFINE_integer('iw_token_budget', 65536,
                      'Max sentences x samples x tokens per IW-NLL call.')
 flags.DEFINE_integer('paper_batch_size', 64, 'Batch size of the paper protocol.')
 flags.DEFINE_integer('mi_group_size', None,

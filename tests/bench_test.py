@@ -4,12 +4,14 @@ import functools
 import importlib.util
 import math
 import os
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from twr_jax import likelihood
 from twr_jax import losses
 from twr_jax import models
 from twr_jax import text
@@ -148,3 +150,17 @@ def test_torch_reference_scores_the_same_model():
       got, _log_px_given_z(model, params, s, jnp.asarray(z)), rtol=1e-5)
   # The estimator: close to log p(x) integrated on a grid, below the ELBO.
   assert ref.check()['ok']
+
+
+def test_iw_ablations_estimate_the_same_log_px():
+  model, params = _tiny()
+  key = jax.random.key(2)
+  want, _ = iwnll_throughput.jax_iw_log_px(model, params, SENTENCES, 20, 2,
+                                           4096, key)
+  for shared in (False, True):
+    with mock.patch.object(
+        likelihood, '_chunk_log_weights',
+        iwnll_throughput.ablated_chunk_log_weights(shared)):
+      got, _ = iwnll_throughput.jax_iw_log_px(model, params, SENTENCES, 20, 2,
+                                              4096, key)
+    np.testing.assert_allclose(got, want, rtol=1e-5)

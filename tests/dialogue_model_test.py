@@ -374,7 +374,24 @@ def test_sample_responses():
   inputs = np.concatenate([np.full((12, 1), BOS), flat[:, :-1]], axis=1)
   logits = method('decode', inputs.astype(np.int32), z.reshape(12, Z),
                   jnp.repeat(c, 4, axis=0))
-  np.testing.assert_array_equal(np.argmax(logits, -1), flat)
+  steps = np.arange(9)
+  upto_eos = steps[None] <= lengths.reshape(12, 1)  # Up to the first EOS.
+  np.testing.assert_array_equal(np.argmax(logits, -1)[upto_eos],
+                                flat[upto_eos])
+  assert np.all(flat[~upto_eos] == PAD)  # Then PAD.
+
+
+def test_sampling_stops_when_every_row_has_ended():
+  params = jax.tree_util.tree_map(lambda x: x, init_params())  # A copy.
+  params['out'] = dict(params['out'], bias=params['out']['bias'].at[EOS].set(
+      1e4))  # EOS is always the argmax: every row ends at step 1.
+  batch = dict(BATCH, index=np.array([5, 9, 2], np.int32))
+  tokens, lengths = dm.sample_responses(
+      make_model(), params, batch, jax.random.key(0), 2, 7, bos_id=BOS,
+      eos_id=EOS)
+  np.testing.assert_array_equal(lengths, np.zeros((3, 2)))
+  np.testing.assert_array_equal(tokens[..., 0], np.full((3, 2), EOS))
+  np.testing.assert_array_equal(tokens[..., 1:], PAD)
 
 
 def test_dailydialog_kl_schedule_matches_the_original_loop():

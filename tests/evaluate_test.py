@@ -131,6 +131,20 @@ def test_iw_does_not_depend_on_batch_or_chunk_size(trained):
   np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
+@pytest.mark.parametrize('lengths', [[3, 7, 5], [2, 4, 3]])
+def test_stepwise_token_nll_equals_token_nll_of_the_logits(lengths):
+  # T' = 6 decoder steps; the second case ends before T' (skipped steps).
+  n, t, h_dim, v = len(lengths), 6, 5, 11
+  h = jax.random.normal(jax.random.key(0), (n, t, h_dim))
+  out = {'kernel': jax.random.normal(jax.random.key(1), (h_dim, v)),
+         'bias': jax.random.normal(jax.random.key(2), (v,))}
+  targets = jax.random.randint(jax.random.key(3), (n, t), 0, v)
+  lengths = jnp.asarray(lengths, jnp.int32)
+  want = losses.token_nll(h @ out['kernel'] + out['bias'], targets, lengths)
+  got = likelihood.stepwise_token_nll(h, out, targets, lengths)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 def test_chunk_size_is_a_divisor_within_budget():
   assert likelihood.chunk_size(500, 16, 24, 16384) == 25
   assert likelihood.chunk_size(500, 1, 10, 10**9) == 500

@@ -1,6 +1,7 @@
 """Tests of the model (models.py) and the losses (losses.py)."""
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -101,6 +102,35 @@ def test_rnn_matches_pytorch_equations(cell):
                     p['ih']['bias'], p['step']['hh']['kernel'],
                     p['step']['hh']['bias'])
   np.testing.assert_allclose(rnn.apply(params, x), want, atol=1e-5)
+
+
+def test_affine_has_dense_values_and_gradients():
+  x = jax.random.normal(jax.random.key(0), (3, 5, 4))
+  dense, fast = nn.Dense(7), models.Affine(7)
+  params = fast.init(jax.random.key(1), x)
+  g = jax.random.normal(jax.random.key(2), (3, 5, 7))
+
+  def grads(layer):
+    f = lambda p, x: jnp.sum(layer.apply(p, x) * g)
+    return layer.apply(params, x), jax.grad(f, argnums=(0, 1))(params, x)
+
+  (y_fast, g_fast), (y_dense, g_dense) = grads(fast), grads(dense)
+  np.testing.assert_allclose(y_fast, y_dense, rtol=1e-5, atol=1e-6)
+  jax.tree_util.tree_map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+      g_fast, g_dense)
+
+
+@pytest.mark.parametrize('cell', models.CELLS)
+def test_decoding_samples_that_share_inputs_equals_repeating_them(cell):
+  model, params = init(cell)
+  tokens, _ = make_batch([4, 6], 6)
+  z = jax.random.normal(jax.random.key(3), (2, 5, Z))
+  decode = lambda t, z: model.apply(params, t, z, method=models.TWRVAE.decode)
+  shared = decode(tokens[:, :-1], z)
+  repeated = decode(jnp.repeat(tokens[:, :-1], 5, axis=0), z.reshape(10, Z))
+  chex.assert_shape(shared, (10, 5, V))
+  np.testing.assert_allclose(shared, repeated, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('cell', models.CELLS)

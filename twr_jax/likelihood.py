@@ -8,10 +8,15 @@ the pooled Gaussian for 'mean' / 'sum'), in eval mode. The estimate is a lower
 bound on log p(x) that tightens as K grows (Burda et al., 2016), so -log p(x)
 reported from it is an upper bound on the NLL, never above the ELBO's.
 
-Sentences are batched and the K samples are processed in chunks, so that the
-decoder's logits of (sentences x samples x tokens) stay within a memory budget.
-Sample k of a sentence is drawn from fold_in(sentence_key, k): the estimate
-does not depend on the batch size or the chunk size.
+Sentences are batched and the K samples are processed in chunks within a
+budget of decoder positions per call. Sample k of a sentence is drawn from
+fold_in(sentence_key, k): the estimate does not depend on the batch size or
+the chunk size. Two things make a call fast without changing the estimate
+(bench/iwnll_throughput.py measures each): a sentence's samples share its
+decoder input projection (`models.TWRVAE.decode` with z <f32>[B, C, Z]), and
+the output layer + cross-entropy run one timestep at a time
+(`stepwise_token_nll`), so no (samples x tokens x V) logits are ever
+materialised and steps past the sentences' ends are skipped.
 """
 
 import functools
@@ -66,11 +71,52 @@ def _chunk_log_weights(model: models.TWRVAE, params, tokens, lengths, z_mu,
   )(ids)
   eps = jax.vmap(draw)(keys)  # [B, C, Z]
   z = z_mu[:, None] + jnp.exp(0.5 * z_logvar)[:, None] * eps
-  rep = jnp.repeat(tokens, chunk, axis=0)  # Sentence-major: row = b * C + c.
-  logits = model.apply({'params': params}, rep[:, :-1],
-                       z.reshape(b * chunk, -1), method=models.TWRVAE.decode)
-  rec = losses.token_nll(logits, rep[:, 1:], jnp.repeat(lengths, chunk))
+  # The C decodes of a sentence share its input projection; sentence-major
+  # rows b * C + c.
+  h = model.apply({'params': params}, tokens[:, :-1], z,
+                  method=models.TWRVAE.decode_hidden)
+  rep = jnp.repeat(tokens, chunk, axis=0)
+  rec = stepwise_token_nll(h, params['out'], rep[:, 1:],
+                           jnp.repeat(lengths, chunk))
   return gaussian_log_weights(-rec.reshape(b, chunk), z, eps, z_logvar)
+
+
+def stepwise_token_nll(h: Array, out_params, targets: Array,
+                       lengths: Array) -> Array:
+  """`losses.token_nll` of the logits h W + b, one timestep at a time.
+
+  Equal to `token_nll(model.out(h), ...)` up to float rounding, but only one
+  step's logits <f32>[N, V] exist at a time (they stay in cache instead of
+  making a round trip through memory), and steps past every row's length are
+  skipped, not computed and masked.
+
+  Args:
+    h: <f32>[N, T', H] decoder outputs.
+    out_params: the output layer's {'kernel' <f32>[H, V], 'bias' <f32>[V]}.
+    targets: <i32>[N, T'].
+    lengths: <i32>[N] tokens incl. BOS and EOS (L - 1 targets scored).
+
+  Returns:
+    <f32>[N] -log p(x | z) per row.
+  """
+  w, bias = out_params['kernel'], out_params['bias']
+  n = h.shape[0]
+
+  def step(total, xs):
+    t, h_t, y_t = xs
+
+    def nll():
+      logits = models.affine(h_t, w, bias)
+      label = jnp.take_along_axis(logits, y_t[:, None], axis=-1)[:, 0]
+      ce = jax.nn.logsumexp(logits, axis=-1) - label
+      return total + jnp.where(t < lengths - 1, ce, 0.0)
+
+    return jax.lax.cond(t < jnp.max(lengths) - 1, nll, lambda: total), None
+
+  steps = jnp.arange(h.shape[1])
+  total, _ = jax.lax.scan(step, jnp.zeros((n,), h.dtype),
+                          (steps, h.swapaxes(0, 1), targets.T))
+  return total
 
 
 def chunk_size(num_samples: int, batch_size: int, length: int,
@@ -83,7 +129,7 @@ def chunk_size(num_samples: int, batch_size: int, length: int,
 
 def log_likelihood(model: models.TWRVAE, params, batcher:
                    input_pipeline.Batcher, key: Array, num_samples: int,
-                   token_budget: int = 16384,
+                   token_budget: int = 65536,
                    log_every_s: float = 30.0) -> dict[str, np.ndarray]:
   """IW estimates of log p(x) for every sentence of a split.
 
@@ -93,7 +139,11 @@ def log_likelihood(model: models.TWRVAE, params, batcher:
     key: the evaluation key (sentence i uses fold_in(key, i)).
     num_samples: K.
     token_budget: at most batch * chunk * length decoder positions per call
-      (the logits take budget * |V| floats).
+      (their decoder states take budget * H floats; one step's logits,
+      batch * chunk * |V| floats, exist at a time). The defaults, one
+      sentence and up to 65536 positions (all K = 500 samples of a PTB
+      sentence in one call), were the fastest measured (see
+      bench/iwnll_throughput.py).
     log_every_s: progress logging interval.
 
   Returns:

@@ -27,8 +27,8 @@ from twr_jax import workdir as workdir_lib
 
 
 def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
-                 iw_samples: int = 500, iw_batch_size: int = 16,
-                 iw_token_budget: int = 16384, paper_batch_size: int = 64,
+                 iw_samples: int = 500, iw_batch_size: int = 1,
+                 iw_token_budget: int = 65536, paper_batch_size: int = 64,
                  mi_group_size: int | None = None) -> dict[str, Any]:
   """Evaluates a checkpoint of a training workdir on a split.
 

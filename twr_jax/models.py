@@ -18,8 +18,9 @@ maths:
     outside the scan (one large matmul); the scan only does the recurrence.
   * The decoder's input projection W_ih [e; z] is split into W_e e + W_z z, and
     W_z z is computed once per sentence instead of once per step.
-  * The output layer (`OutputLayer`, `affine`) adds its bias inside the matmul
-    and materialises x^T for its weight gradient (XLA CPU runs that faster).
+  * The output layer and the RNN input projections (`Affine`, `affine`) add
+    their bias inside the matmul and materialise x^T for their weight
+    gradient (XLA CPU runs that faster).
 
 Noise is explicit: every random draw of a sentence (dropout masks, the
 reparameterisation epsilon) comes from that sentence's own key, so results do
@@ -106,24 +107,31 @@ def _affine_bwd(res, g):
 affine.defvjp(_affine_fwd, _affine_bwd)
 
 
-class OutputLayer(nn.Module):
-  """The decoder's output Linear(H, V), like `torch_dense` ('kernel' <f32>[H,
-  V], 'bias' <f32>[V], same init and values), computed with `affine`.
+class Affine(nn.Module):
+  """A Linear layer computed with `affine`: nn.Dense's parameters ('kernel'
+  <f32>[K, N], 'bias' <f32>[N]) and values, its weight gradient faster on
+  XLA CPU. Used for the matmuls whose inputs span every token (the RNN input
+  projections and the output layer).
 
   Attributes:
-    features: V.
+    features: N.
+    kernel_init, bias_init: initialisers; None gives torch.nn.Linear's
+      U(+-1/sqrt(K)).
     fused: False computes x @ kernel + bias like nn.Dense (for benchmarks).
   """
 
   features: int
+  kernel_init: Callable | None = None
+  bias_init: Callable | None = None
   fused: bool = True
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    """x: <f32>[..., H] -> logits <f32>[..., V]."""
+    """x: <f32>[..., K] -> <f32>[..., N]."""
     init = uniform_init(1.0 / math.sqrt(x.shape[-1]))
-    kernel = self.param('kernel', init, (x.shape[-1], self.features))
-    bias = self.param('bias', init, (self.features,))
+    kernel = self.param('kernel', self.kernel_init or init,
+                        (x.shape[-1], self.features))
+    bias = self.param('bias', self.bias_init or init, (self.features,))
     if self.fused:
       return affine(x, kernel, bias)
     return x @ kernel + bias
@@ -200,9 +208,8 @@ class RNN(nn.Module):
       raise ValueError(f'cell must be one of {CELLS}, got {self.cell!r}')
     width = _NUM_GATES[self.cell] * self.hidden
     init = uniform_init(1.0 / math.sqrt(self.hidden))
-    self.ih = nn.Dense(
-        width, kernel_init=self.kernel_init or init, bias_init=init
-    )
+    self.ih = Affine(width, kernel_init=self.kernel_init or init,
+                     bias_init=init)
     # Only created when used (the decoder's z): W_ih [x_t; c] = W_x x_t + W_c c.
     self.ih_const = nn.Dense(width, use_bias=False, kernel_init=init)
     self.step = nn.scan(
@@ -218,17 +225,25 @@ class RNN(nn.Module):
     return (h0, h0) if self.cell == 'lstm' else h0
 
   def run(self, x: Array, carry, x_const: Array | None = None):
-    """Runs from a given carry; returns (final carry, outputs <f32>[B, T, H]).
+    """Runs from a given carry; returns (final carry, outputs <f32>[B', T, H]).
 
     Args:
       x: <f32>[B, T, D] inputs.
-      carry: from `initial_carry` or a previous `run`.
-      x_const: optional <f32>[B, D'] input appended to every step's x (the
-        decoder's z); its projection is computed once, not T times.
+      carry: from `initial_carry` or a previous `run`, rows as the outputs'.
+      x_const: optional input appended to every step's x (the decoder's z);
+        its projection is computed once, not T times. <f32>[B, D'] (B' = B),
+        or <f32>[B, C, D']: C runs per sequence that share x (IW-NLL's
+        samples), outputs row b * C + c; x's projection is then computed
+        once per sequence, not C times.
     """
     xw = self.ih(x)  # All timesteps in one matmul, outside the scan.
     if x_const is not None:
-      xw = xw + self.ih_const(x_const)[:, None, :]
+      cw = self.ih_const(x_const)
+      if x_const.ndim == 3:
+        b, c = x_const.shape[:2]
+        xw = (xw[:, None] + cw[:, :, None, :]).reshape(b * c, *xw.shape[1:])
+      else:
+        xw = xw + cw[:, None, :]
     return self.step(carry, xw)
 
   def __call__(self, x: Array, h0: Array | None = None,
@@ -434,7 +449,7 @@ class TWRVAE(nn.Module):
   dropout: float = 0.5
   bn_gamma: float | None = None
 
-  # `OutputLayer.fused`. A class attribute, not a field: it changes speed, not
+  # `Affine.fused`. A class attribute, not a field: it changes speed, not
   # values (bench/train_throughput.py subclasses it off to measure that).
   fused_output = True
 
@@ -444,8 +459,9 @@ class TWRVAE(nn.Module):
     )
     self.enc_embed = embed('enc_embed')
     self.enc_rnn = RNN(self.cell, self.hidden, name='enc_rnn')
-    self.mu_head = torch_dense(self.latent, self.hidden, name='mu')
-    self.logvar_head = torch_dense(self.latent, self.hidden, name='logvar')
+    # Applied to every timestep: Affine for the faster weight gradient.
+    self.mu_head = Affine(self.latent, name='mu')
+    self.logvar_head = Affine(self.latent, name='logvar')
     if self.bn_gamma is not None:
       self.mu_bn = MuBatchNorm(self.latent, self.bn_gamma, name='mu_bn')
     self.dec_embed = embed('dec_embed')
@@ -453,7 +469,7 @@ class TWRVAE(nn.Module):
         self.hidden, self.latent, use_bias=False, name='z_to_h0'
     )
     self.dec_rnn = RNN(self.cell, self.hidden, name='dec_rnn')
-    self.out = OutputLayer(self.vocab_size, self.fused_output, name='out')
+    self.out = Affine(self.vocab_size, fused=self.fused_output, name='out')
 
   def _embed(self, table: nn.Embed, tokens: Array, keep: Array | None):
     # Zeroing pad positions keeps the pad row's gradient exactly zero, so the
@@ -489,15 +505,24 @@ class TWRVAE(nn.Module):
 
     Args:
       inputs: <i32>[B, T'] decoder inputs x_0 .. x_{T'-1} (BOS first).
-      z: <f32>[B, Z].
+      z: <f32>[B, Z]; or <f32>[B, C, Z], C latent samples per sentence
+        (IW-NLL), whose decodes share the inputs' embedding and input
+        projection (computed once per sentence, not C times).
       dec_keep: optional <f32>[B, T', E] dropout multipliers.
 
     Returns:
-      <f32>[B, T', V] logits of x_1 .. x_{T'}.
+      <f32>[B', T', V] logits of x_1 .. x_{T'}; B' = B, or B * C with row
+      b * C + c for sample c of sentence b.
     """
+    return self.out(self.decode_hidden(inputs, z, dec_keep))
+
+  def decode_hidden(self, inputs: Array, z: Array,
+                    dec_keep: Array | None = None) -> Array:
+    """The decoder RNN's outputs <f32>[B', T', H], before the output layer
+    (arguments as `decode`)."""
     e = self._embed(self.dec_embed, inputs, dec_keep)
-    h = self.dec_rnn(e, h0=self.z_to_h0(z), x_const=z)
-    return self.out(h)
+    h0 = self.z_to_h0(z.reshape(-1, z.shape[-1]))
+    return self.dec_rnn.run(e, self.dec_rnn.initial_carry(h0), x_const=z)[1]
 
   def decode_init(self, z: Array):
     """The decoder's initial carry, from h0 = W z (no bias)."""
