@@ -10,11 +10,17 @@ evaluation, 10 greedy prior samples x at most 40 steps + every metric of both
 modes (`dialogue_metrics.score_responses`):
 
   jax_batched   `dialogue_eval.sample_examples` (`--batch_size` contexts per
-                jitted call), then the metrics;
+                jitted call, context turns packed by length for the
+                utterance encoder), then the metrics;
+  jax_batched_all_rows  the same decoding every row at every step (what
+                row compaction buys, see `sample_responses`);
+  jax_batched_padded  the same with each call encoding its padded
+                [B, 9, 39] context batch (what packing buys);
   torch_one     bench/reference/torch_dialogue_sample.py: one context at a
                 time, a Python loop over 40 GRU steps, like the original's
                 evaluate() (torch 2.13 CPU, 2 threads), then the same metrics;
-  jax_one       our decoder at batch size 1 (what batching alone buys).
+  jax_one       our decoder at batch size 1, unpacked (what batching alone
+                buys).
 
 The batch-of-one loops are timed on the first `--reference_contexts`
 contexts (they are slow) and their contexts/s compared with the batched run's.
@@ -22,10 +28,13 @@ Prints one JSON line with each contexts/s, the ratios and the mean number of
 decoder steps per batched call.
 
 The weights matter for one thing: `dialogue_model.sample_responses` stops
-once every row of a call has produced `</s>` (the original, and the torch
-loop, always run 40 steps). A random-init model almost never emits `</s>`,
-so by default every call runs all 40 steps, i.e. the ratio is that of the
-same work; with a trained `--workdir` it includes the steps saved.
+once every row of a call has produced `</s>`, and decodes only a prefix of
+rows holding the unfinished ones (the original, and the torch loop, always
+run 40 steps for every sample). A random-init model almost never emits
+`</s>`, so by default every call runs all 40 steps for every row, i.e. the
+decoder does the same work as torch's; with a trained `--workdir` the ratio
+includes the row-steps saved. The packed context encoding saves work with
+any weights (padding turns and tokens are skipped).
 """
 
 import json
@@ -89,17 +98,27 @@ def decoder_steps(tokens: np.ndarray, batch_size: int) -> list[int]:
           for i in range(0, len(tokens), batch_size)]
 
 
-def run_jax(model, params, vocab, examples, key, batch_size, config):
+def run_jax(model, params, vocab, examples, key, batch_size, config,
+            pack=True, compact=True):
+  """Times `sample_examples`; returns (tokens, seconds, first-run seconds).
+
+  Compilation stays outside the timing: a first run on the same examples
+  (packed: it compiles the utterance encoder for every trimmed width), or on
+  one example (padded: one shape).
+  """
   kwargs = dict(num_samples=K, max_len=MAX_LEN, batch_size=batch_size,
-                window=config.data.window, max_utt_len=config.data.max_utt_len)
-  # Compile outside the timing.
-  dialogue_eval.sample_examples(model, params, examples[:1], vocab, key,
-                                **kwargs)
+                window=config.data.window, max_utt_len=config.data.max_utt_len,
+                pack=pack, compact=compact)
+  t = time.perf_counter()
+  dialogue_eval.sample_examples(model, params,
+                                examples if pack else examples[:1], vocab,
+                                key, **kwargs)
+  first_s = time.perf_counter() - t
   t = time.perf_counter()
   tokens, _ = dialogue_eval.sample_examples(model, params, examples, vocab,
                                             key, **kwargs)
   sample_s = time.perf_counter() - t
-  return tokens, sample_s
+  return tokens, sample_s, first_s
 
 
 def run_torch(vocab, examples, config):
@@ -154,17 +173,22 @@ def main(argv):
          'batch_size': FLAGS.batch_size,
          'weights': FLAGS.workdir or 'random init'}
 
-  tokens, sample_s = run_jax(model, params, vocab, examples, key,
-                             FLAGS.batch_size, config)
-  metric_s = score(vocab, examples, tokens)
-  out['jax_batched'] = dict(
-      contexts=len(examples), sample_s=round(sample_s, 2),
-      metric_s=round(metric_s, 2),
-      mean_decoder_steps=round(float(np.mean(decoder_steps(
-          tokens, FLAGS.batch_size))), 1),
-      contexts_per_s=round(len(examples) / (sample_s + metric_s), 2))
+  for name, pack, compact in (('jax_batched', True, True),
+                              ('jax_batched_all_rows', True, False),
+                              ('jax_batched_padded', False, True)):
+    tokens, sample_s, first_s = run_jax(model, params, vocab, examples, key,
+                                        FLAGS.batch_size, config, pack,
+                                        compact)
+    metric_s = score(vocab, examples, tokens)
+    out[name] = dict(
+        contexts=len(examples), sample_s=round(sample_s, 2),
+        first_run_s=round(first_s, 2), metric_s=round(metric_s, 2),
+        mean_decoder_steps=round(float(np.mean(decoder_steps(
+            tokens, FLAGS.batch_size))), 1),
+        contexts_per_s=round(len(examples) / (sample_s + metric_s), 2))
 
-  tokens, sample_s = run_jax(model, params, vocab, few, key, 1, config)
+  tokens, sample_s, _ = run_jax(model, params, vocab, few, key, 1, config,
+                                pack=False)
   metric_s = score(vocab, few, tokens)
   out['jax_one'] = dict(
       contexts=len(few), sample_s=round(sample_s, 2),
@@ -180,14 +204,18 @@ def main(argv):
         contexts=len(few), sample_s=round(sample_s, 2),
         metric_s=round(metric_s, 2),
         contexts_per_s=round(len(few) / (sample_s + metric_s), 2))
-    out['batched_over_torch_one'] = round(
-        out['jax_batched']['contexts_per_s'] /
-        out['torch_one']['contexts_per_s'], 2)
+    for name in ('jax_batched', 'jax_batched_padded'):
+      out[name.replace('jax_batched', 'batched') + '_over_torch_one'] = round(
+          out[name]['contexts_per_s'] / out['torch_one']['contexts_per_s'], 2)
     out['torch_one'].update(threads=FLAGS.threads,
                             omp_wait_policy=os.environ['OMP_WAIT_POLICY'])
   out['batched_over_jax_one'] = round(
       out['jax_batched']['contexts_per_s'] / out['jax_one']['contexts_per_s'],
       2)
+  for name in ('all_rows', 'padded'):
+    out[f'jax_batched_over_{name}'] = round(
+        out['jax_batched']['contexts_per_s']
+        / out[f'jax_batched_{name}']['contexts_per_s'], 2)
   print(json.dumps(out))
 
 

@@ -394,6 +394,26 @@ def test_sampling_stops_when_every_row_has_ended():
   np.testing.assert_array_equal(tokens[..., 1:], PAD)
 
 
+def test_row_compaction_gives_the_same_samples():
+  # EOS wins once hidden unit 1 is large enough: rows end at different steps.
+  params = jax.tree_util.tree_map(lambda x: x, init_params())  # A copy.
+  kernel, bias = params['out']['kernel'], params['out']['bias']
+  params['out'] = dict(
+      kernel=kernel.at[:, EOS].set(50.0 * jax.nn.one_hot(1, kernel.shape[0])),
+      bias=bias.at[EOS].set(-10.0))
+  batch = dict(BATCH, index=np.array([5, 9, 2], np.int32))
+  sample = functools.partial(dm.sample_responses, make_model(), params, batch,
+                             jax.random.key(0), 4, 12, bos_id=BOS, eos_id=EOS)
+  tokens, lengths = sample()
+  # Rows end at 0, 1, 2, ... steps, and only 5 of 12 run all 12 steps, so
+  # from some step on only the 6-row prefix is decoded.
+  assert 4 <= len(set(np.asarray(lengths).ravel().tolist()))
+  assert np.sum(np.asarray(lengths) == 12) <= 6
+  every_row, every_len = sample(compact=False)
+  np.testing.assert_array_equal(tokens, every_row)
+  np.testing.assert_array_equal(lengths, every_len)
+
+
 def test_dailydialog_kl_schedule_matches_the_original_loop():
   num_batches = 7
   schedule = jax.jit(dm.dailydialog_kl_schedule(num_batches))

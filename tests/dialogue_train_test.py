@@ -276,3 +276,33 @@ def test_batched_sampling_equals_one_context_at_a_time(task):
         eos_id=task.vocab.eos_id)
     np.testing.assert_array_equal(one[0], batched[i])
     np.testing.assert_array_equal(one_len[0], lens[i])
+
+
+def test_packed_utterances_equal_the_padded_encoder(task):
+  """pack_utterances (length order, trimmed calls) == encode_utterances on
+  the padded batch at real turns, zeros at the others; samples agree."""
+  params = task.init_params(jax.random.key(0))
+  examples = task.examples['test'][:20]
+  batches = list(dialogue_data.eval_batches(examples, task.vocab, 8, window=5,
+                                            max_utt_len=12))
+  # chunk 5 / bucket 2: several calls, several trimmed widths, a padded chunk.
+  packed = dialogue_eval.pack_utterances(task.model, params, batches,
+                                         chunk=5, bucket=2)
+  for batch, u in zip(batches, packed):
+    full = task.model.apply(
+        {'params': params}, batch['context'], batch['context_lens'],
+        method=dialogue_model.DialogTWRVAE.encode_utterances)
+    real = ((np.arange(batch['context'].shape[1])[None]
+             < batch['num_turns'][:, None]) & (batch['weights'] > 0)[:, None])
+    assert real.sum() and not real.all()
+    np.testing.assert_allclose(u[real], np.asarray(full)[real], atol=1e-5)
+    assert not u[~real].any()
+  key = jax.random.key(9)
+  kwargs = dict(num_samples=3, max_len=6, batch_size=8, window=5,
+                max_utt_len=12)
+  with_pack = dialogue_eval.sample_examples(task.model, params, examples,
+                                            task.vocab, key, **kwargs)
+  without = dialogue_eval.sample_examples(task.model, params, examples,
+                                          task.vocab, key, pack=False, **kwargs)
+  np.testing.assert_array_equal(with_pack[0], without[0])
+  np.testing.assert_array_equal(with_pack[1], without[1])

@@ -3,7 +3,8 @@
 For every test context: 10 responses from the prior p(z | c), greedy, up to
 40 tokens, decoded for many contexts at once (one jitted `sample_responses`
 call per `eval.sample_batch_size` contexts, which stops once every response
-has ended); then BLEU-R/P/F1, BOW embedding
+has ended; the context turns are encoded beforehand, packed by length,
+`pack_utterances`); then BLEU-R/P/F1, BOW embedding
 Average/Extrema/Greedy and distinct-n in two labelled sections:
 
   paper     the original's arithmetic (DialogWAE's Metrics with NLTK 3.5,
@@ -31,27 +32,81 @@ from twr_jax import dialogue_train
 from twr_jax import workdir as workdir_lib
 
 
+def pack_utterances(
+    model: dialogue_model.DialogTWRVAE, params,
+    batches: list[dialogue_data.Batch], *, chunk: int = 2048,
+    bucket: int = 8,
+) -> list[np.ndarray]:
+  """Encodes the real context turns of `batches`, packed by length.
+
+  A static [B, N, U-1] batch is mostly padding for the utterance encoder
+  (DailyDialog test: 51 % of the turns and 16 % of the tokens are real).
+  Here every real turn (a weight-1 row's turns < num_turns) is encoded once,
+  `chunk` turns a call in length order, each call trimmed to its longest
+  turn rounded up to `bucket` tokens (a handful of compiled shapes). The
+  encoder reads each turn's valid prefix only, so the encodings equal the
+  padded ones up to float rounding.
+
+  Returns:
+    Per batch, <f32>[B, N, 2 H_u]: the encodings, zeros at padding turns
+    (which the context GRU never reads).
+  """
+  real = [(np.arange(b['context'].shape[1])[None] < b['num_turns'][:, None])
+          & (b['weights'] > 0)[:, None] for b in batches]
+  tokens = np.concatenate([b['context'][m] for b, m in zip(batches, real)])
+  lengths = np.concatenate([b['context_lens'][m]
+                            for b, m in zip(batches, real)])
+  width = tokens.shape[1]
+  u = np.zeros((len(tokens), 2 * model.utt_hidden), np.float32)
+  order = np.argsort(lengths, kind='stable')
+  for start in range(0, len(order), chunk):
+    rows = order[start:start + chunk]
+    t = min(width, -(-int(lengths[rows].max()) // bucket) * bucket)
+    tok = np.full((chunk, t), dialogue_data.PAD, np.int32)
+    tok[:len(rows)] = tokens[rows, :t]
+    lens = np.ones((chunk,), np.int32)
+    lens[:len(rows)] = lengths[rows]
+    u[rows] = np.asarray(dialogue_model.encode_utterances(
+        model, params, tok, lens))[:len(rows)]
+  out, start = [], 0
+  for b, m in zip(batches, real):
+    packed = np.zeros(m.shape + (u.shape[1],), np.float32)
+    packed[m] = u[start:start + m.sum()]
+    out.append(packed)
+    start += m.sum()
+  return out
+
+
 def sample_examples(
     model: dialogue_model.DialogTWRVAE, params,
     examples: list[dialogue_data.Example], vocab: dialogue_data.DialogVocab,
     key: jax.Array, *, num_samples: int = 10, max_len: int = 40,
     batch_size: int = 256, window: int = 10, max_utt_len: int = 40,
+    pack: bool = True, compact: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Greedy prior samples for every example, `batch_size` contexts a call.
 
   Every call has the same static shapes (the last batch is padded), so the
   decoder compiles once. Sample k of example i depends on (key, i) only.
+  With `pack`, the context turns are encoded beforehand by
+  `pack_utterances` (same samples up to float rounding, much less encoder
+  work); without it, each call encodes its padded batch. `compact`: see
+  `dialogue_model.sample_responses`.
 
   Returns:
     (tokens <int32>[C, K, max_len], lengths <int32>[C, K]), see
     `dialogue_model.sample_responses`.
   """
+  batches = list(dialogue_data.eval_batches(
+      examples, vocab, batch_size, window=window, max_utt_len=max_utt_len))
+  if pack:
+    for batch, u in zip(batches, pack_utterances(model, params, batches)):
+      batch['utterances'] = u
   tokens, lengths = [], []
-  for batch in dialogue_data.eval_batches(
-      examples, vocab, batch_size, window=window, max_utt_len=max_utt_len):
+  for batch in batches:
     out = dialogue_model.sample_responses(
         model, params, batch, key, num_samples, max_len,
-        bos_id=vocab.bos_id, eos_id=vocab.eos_id)
+        bos_id=vocab.bos_id, eos_id=vocab.eos_id, compact=compact)
     keep = batch['weights'] > 0
     t, n = jax.device_get(out)
     tokens.append(t[keep])

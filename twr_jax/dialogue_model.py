@@ -304,6 +304,22 @@ class DialogTWRVAE(nn.Module):
       PyTorch's pad_packed_sequence).
     """
     u = self.encode_utterances(context, context_lens, emb_keep)
+    return self.context_states(u, floors, num_turns, ctx_keep)
+
+  def context_states(
+      self, u: Array, floors: Array, num_turns: Array,
+      ctx_keep: Array | None = None,
+  ) -> tuple[Array, Array]:
+    """The context GRU over utterance encodings (the rest of `encode_context`).
+
+    Args:
+      u: <f32>[B, N, 2 H_u] utterance encodings; values at turns >=
+        num_turns are never read.
+      floors, num_turns, ctx_keep: as in `encode_context`.
+
+    Returns:
+      As `encode_context`.
+    """
     x = jnp.concatenate([u, jax.nn.one_hot(floors, NUM_FLOORS)], axis=-1)
     if ctx_keep is not None:
       x = x * ctx_keep
@@ -519,13 +535,32 @@ def prior_samples(keys: PRNGKey, mu: Array, logvar: Array,
   return mu[:, None] + jnp.exp(0.5 * logvar)[:, None] * eps
 
 
+@functools.partial(jax.jit, static_argnames=('model',))
+def encode_utterances(model: DialogTWRVAE, params, tokens: Array,
+                      lengths: Array) -> Array:
+  """Utterance encodings in eval mode (no dropout).
+
+  Args:
+    model: the model (static).
+    params: its parameters.
+    tokens: <i32>[M, T] utterances, PAD-padded; any T >= the longest.
+    lengths: <i32>[M] tokens per utterance, 1..T.
+
+  Returns:
+    <f32>[M, 2 H_u], independent of T (the encoder reads each utterance's
+    valid prefix only).
+  """
+  return model.apply({'params': params}, tokens, lengths,
+                     method=DialogTWRVAE.encode_utterances)
+
+
 @functools.partial(
-    jax.jit, static_argnames=('model', 'num_samples', 'max_len')
+    jax.jit, static_argnames=('model', 'num_samples', 'max_len', 'compact')
 )
 def sample_responses(
     model: DialogTWRVAE, params, batch: dict[str, Array], key: PRNGKey,
     num_samples: int = 10, max_len: int = 40, *, bos_id: int | Array,
-    eos_id: int | Array,
+    eos_id: int | Array, compact: bool = True,
 ) -> tuple[Array, Array]:
   """Greedy responses from K prior samples per context (SPEC B.6).
 
@@ -535,18 +570,21 @@ def sample_responses(
   [z_k; c], at most `max_len` steps. As in the original, nothing is masked
   out of the argmax. The original always runs `max_len` steps and keeps the
   tokens after `</s>`, which every metric drops; here they are PAD, and the
-  loop stops as soon as every row of the batch has produced `</s>` (same
-  responses, fewer steps).
+  loop stops as soon as every row of the batch has produced `</s>`, and
+  (`compact`) each step decodes only a prefix of rows holding every
+  unfinished one (same responses, fewer row-steps).
 
   Args:
     model: the model (static).
     params: its parameters.
     batch: a `dialogue_data` batch (context, context_lens, floors,
-      num_turns, index are read).
+      num_turns, index are read); with 'utterances' <f32>[B, N, 2 H_u]
+      from `encode_utterances`, those replace context and context_lens.
     key: a typed PRNG key.
     num_samples: K.
     max_len: decoding steps at most.
     bos_id, eos_id: the ids of `<s>` and `</s>` (`DialogVocab`).
+    compact: row compaction (above); False decodes every row every step.
 
   Returns:
     (tokens <i32>[B, K, max_len], the greedy tokens up to and including the
@@ -554,10 +592,16 @@ def sample_responses(
     `</s>`, max_len if there is none).
   """
   variables = {'params': params}
-  c, _ = model.apply(
-      variables, batch['context'], batch['context_lens'], batch['floors'],
-      batch['num_turns'], method=DialogTWRVAE.encode_context,
-  )
+  if 'utterances' in batch:  # Encoded beforehand (`encode_utterances`).
+    c, _ = model.apply(
+        variables, batch['utterances'], batch['floors'], batch['num_turns'],
+        method=DialogTWRVAE.context_states,
+    )
+  else:
+    c, _ = model.apply(
+        variables, batch['context'], batch['context_lens'], batch['floors'],
+        batch['num_turns'], method=DialogTWRVAE.encode_context,
+    )
   mu, logvar = model.apply(variables, c, method=DialogTWRVAE.prior)
   keys = example_keys(key, batch['index'])
   z = prior_samples(keys, mu, logvar, num_samples)
@@ -565,24 +609,56 @@ def sample_responses(
   z = z.reshape(b * k, -1)
   c = jnp.repeat(c, k, axis=0)
   carry = model.apply(variables, z, c, method=DialogTWRVAE.decode_init)
-  ended = jnp.zeros((b * k,), bool)
-  state = (0, carry, jnp.full((b * k,), bos_id, jnp.int32), ended,
-           jnp.full((max_len, b * k), dialogue_data.PAD, jnp.int32))
+  rows = b * k
+  # Row compaction: rows that have ended move to the back after every step,
+  # and a step decodes only the smallest prefix (all rows, 1/2, 1/4 or 1/8
+  # of them) that holds every unfinished row. On a trained DailyDialog model
+  # this skips ~1/3 of the row-steps; each row's computation is unchanged.
+  sizes = sorted({-(-rows // 2**i) for i in range(4)} if compact else {rows},
+                 reverse=True)
+
+  def decode_prefix(n):
+    def run(carry, prev):
+      head = jax.tree_util.tree_map(lambda x: x[:n], carry)
+      head, logits = model.apply(variables, head, prev[:n],
+                                 method=DialogTWRVAE.decode_step)
+      carry = jax.tree_util.tree_map(lambda x, h: x.at[:n].set(h), carry,
+                                     head)
+      nxt = jnp.full((rows,), dialogue_data.PAD, jnp.int32)
+      return carry, nxt.at[:n].set(decode.argmax(logits))
+    return run
+
+  branches = [decode_prefix(n) for n in sizes]
+  # (step, carry, previous tokens, ended, tokens <i32>[max_len, rows] by
+  # original row, the original row at each position).
+  state = (0, carry, jnp.full((rows,), bos_id, jnp.int32),
+           jnp.zeros((rows,), bool),
+           jnp.full((max_len, rows), dialogue_data.PAD, jnp.int32),
+           jnp.arange(rows))
 
   def unfinished(state):
-    t, _, _, ended, _ = state
+    t, _, _, ended, _, _ = state
     return (t < max_len) & ~jnp.all(ended)
 
-  def step(state):
-    t, carry, prev, ended, tokens = state
-    carry, logits = model.apply(
-        variables, carry, prev, method=DialogTWRVAE.decode_step
-    )
-    nxt = decode.argmax(logits)
-    tokens = tokens.at[t].set(jnp.where(ended, dialogue_data.PAD, nxt))
-    return t + 1, carry, nxt, ended | (nxt == eos_id), tokens
+  def to_back(rows_state):  # (carry, next ids, ended, order): unfinished first.
+    back = jnp.argsort(rows_state[2], stable=True)
+    return jax.tree_util.tree_map(lambda x: x[back], rows_state)
 
-  tokens = jax.lax.while_loop(unfinished, step, state)[-1]
+  def step(state):
+    t, carry, prev, ended, tokens, order = state
+    active = rows - jnp.sum(ended)  # The unfinished rows come first.
+    branch = sum((active <= n).astype(jnp.int32) for n in sizes[1:])
+    carry, nxt = jax.lax.switch(branch, branches, carry, prev)
+    nxt = jnp.where(ended, dialogue_data.PAD, nxt)
+    tokens = tokens.at[t, order].set(nxt)
+    now_ended = ended | (nxt == eos_id)
+    if compact:  # Only when a row has just ended (random init: never).
+      carry, nxt, now_ended, order = jax.lax.cond(
+          jnp.any(now_ended != ended), to_back, lambda x: x,
+          (carry, nxt, now_ended, order))
+    return t + 1, carry, nxt, now_ended, tokens, order
+
+  tokens = jax.lax.while_loop(unfinished, step, state)[-2]
   tokens = tokens.T.reshape(b, k, max_len)
   lengths = jnp.sum(jnp.cumsum(tokens == eos_id, axis=-1) == 0, axis=-1)
   return tokens, lengths.astype(jnp.int32)
