@@ -69,11 +69,11 @@ def pack_utterances(
     u[rows] = np.asarray(dialogue_model.encode_utterances(
         model, params, tok, lens))[:len(rows)]
   out, start = [], 0
-  for b, m in zip(batches, real):
+  for m in real:
     packed = np.zeros(m.shape + (u.shape[1],), np.float32)
-    packed[m] = u[start:start + m.sum()]
+    end = start + int(m.sum())
+    packed[m], start = u[start:end], end
     out.append(packed)
-    start += m.sum()
   return out
 
 
@@ -101,6 +101,8 @@ def sample_examples(
       examples, vocab, batch_size, window=window, max_utt_len=max_utt_len))
   if pack:
     for batch, u in zip(batches, pack_utterances(model, params, batches)):
+      # The encodings replace the tokens: nothing left to send per call.
+      del batch['context'], batch['context_lens']
       batch['utterances'] = u
   tokens, lengths = [], []
   for batch in batches:
