@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 
+from twr_jax import errors
+
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ('<pad>', '<unk0>', '<sos>', '<eos>')
 
@@ -24,8 +26,7 @@ _SPACE = re.compile(r'\s+')
 _LABEL = re.compile(r'[+-]?[0-9]+')
 
 
-class DataError(ValueError):
-  """A data file is missing or malformed; the message names file and line."""
+DataError = errors.DataError  # Re-exported: text.DataError is public API.
 
 
 def split(line: str, keep_empty: bool = False) -> list[str]:
