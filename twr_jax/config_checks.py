@@ -8,6 +8,7 @@ import math
 
 import ml_collections
 
+from twr_jax import input_pipeline
 from twr_jax import losses
 from twr_jax import models
 from twr_jax import parallel
@@ -18,6 +19,9 @@ CHOICES = {
     'model.cell': models.CELLS,
     'model.z_mode': models.Z_MODES,
     'model.kl_window': losses.KL_WINDOWS,
+    'model.kl_length': losses.LENGTH_MODES,
+    'model.z_length': losses.LENGTH_MODES,
+    'data.train_order': input_pipeline.TRAIN_ORDERS,
     'train.loss_reduction': losses.REDUCTIONS,
     'train.kl_schedule.kind': schedules.KINDS,
     'train.parallel': parallel.MODES,

@@ -2,10 +2,14 @@
 
 A batch is a dict of NumPy arrays:
 
-  tokens:  <int32>[B, T]  BOS, ids, EOS, then PAD (0).
-  lengths: <int32>[B]     tokens per row, BOS and EOS included.
-  weights: <float32>[B]   1 for real rows, 0 for padding rows.
-  index:   <int32>[B]     the row's position in its split (0 for padding).
+  tokens:      <int32>[B, T]  BOS, ids, EOS, then PAD (0).
+  lengths:     <int32>[B]     tokens per row, BOS and EOS included.
+  weights:     <float32>[B]   1 for real rows, 0 for padding rows.
+  index:       <int32>[B]     the row's position in its split (0 for padding).
+  enc_lengths: <int32>[B]     T_b, the longest real row of the batch, in every
+                              row: the original's padded length (SPEC A.2),
+                              which its objective uses (model.kl_length /
+                              z_length = 'padded').
 
 T is the longest sentence of the bucket rounded up to a multiple of
 `bucket_size`, and B is always `batch_size`, so a jitted step compiles once per
@@ -22,6 +26,9 @@ import numpy as np
 from twr_jax import text
 
 Batch = dict[str, np.ndarray]
+# config.data.train_order: `Batcher` ('shuffled') or `SortedBatcher`
+# ('sorted', the original's order, SPEC A.2).
+TRAIN_ORDERS = ('shuffled', 'sorted')
 
 
 def encode_lines(
@@ -163,6 +170,7 @@ class Batcher:
         'lengths': lengths,
         'weights': weights,
         'index': index,
+        'enc_lengths': np.full(b, lengths[:k].max(), np.int32),
     }
 
   def _epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
@@ -248,3 +256,39 @@ def paper_batches(sequences: Sequence[np.ndarray], batch_size: int = 64,
     index[:k] = idx
     yield {'tokens': tokens, 'lengths': batch_lengths, 'weights': weights,
            'index': index, 'enc_lengths': np.full(batch_size, t_b, np.int32)}
+
+
+class SortedBatcher:
+  """The original code's training order (SPEC A.2), `data.train_order='sorted'`.
+
+  The split is stable-sorted by length and cut into consecutive batches of
+  `batch_size` (`paper_batches`; the last is filled up with weight-0 rows),
+  visited in the same order every epoch, without shuffling. Batches may mix
+  lengths, and carry `enc_lengths` = T_b like every batch. Same interface
+  as `Batcher` for training: `train_batch(step)`, `num_batches`, `shapes`.
+  """
+
+  def __init__(self, sequences: Sequence[np.ndarray], batch_size: int,
+               bucket_size: int):
+    if batch_size < 1 or bucket_size < 1:
+      raise ValueError('batch_size and bucket_size must be >= 1, got'
+                       f' {batch_size} and {bucket_size}')
+    if not sequences:
+      raise ValueError('no sequences to batch')
+    self.batch_size = batch_size
+    self._batches = list(paper_batches(sequences, batch_size, bucket_size))
+    self.num_batches = len(self._batches)
+    self.shapes = sorted({b['tokens'].shape[1] for b in self._batches})
+    logging.info('SortedBatcher: %d sequences, %d fixed batches of %d'
+                 ' (T = %s).', len(sequences), self.num_batches, batch_size,
+                 self.shapes)
+
+  def epoch_of(self, step: int) -> int:
+    return step // self.num_batches
+
+  def train_batch(self, step: int) -> Batch:
+    """The batch of global step `step`: batch `step % num_batches`."""
+    if step < 0:
+      raise ValueError(f'step must be >= 0, got {step}')
+    return {k: v.copy() for k, v in
+            self._batches[step % self.num_batches].items()}

@@ -3,8 +3,9 @@
   standard  ELBO-NLL (sampled z, KL of z's real posterior), IW-NLL with K
             samples, PPL from IW-NLL over |x|+1 tokens, KL, MI (groups of
             `eval.mi_group_size` and of 64), AU, the per-step-average KL and
-            the KL at the last token separately, and the per-timestep KL
-            profile (SPEC A.8, A.10);
+            the KL at the last token separately, the per-timestep KL
+            profile (SPEC A.8, A.10), and greedy reconstruction from the
+            posterior mean (BLEU-4, token accuracy: `reconstruction`);
   paper     the original code's quantities (SPEC A.7): not a likelihood bound.
 
 `launch/evaluate.py` and the notebook call `evaluate_run`.
@@ -23,6 +24,7 @@ from twr_jax import input_pipeline
 from twr_jax import likelihood
 from twr_jax import paper_eval
 from twr_jax import parallel
+from twr_jax import reconstruction
 from twr_jax import workdir as workdir_lib
 
 
@@ -66,6 +68,16 @@ def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
       kl_profile=evaluate.kl_profile(out),
       ppl_elbo=standard.pop('ppl'),
   )
+  rec = reconstruction.reconstruct(
+      run.model, run.params,
+      input_pipeline.Batcher(seqs, config.eval.batch_size,
+                             config.data.bucket_size, config.seed))
+  standard['reconstruction'] = dict(
+      reconstruction.scores(rec['references'], rec['hypotheses']),
+      examples=[dict(input=' '.join(run.vocab.decode(r)),
+                     output=' '.join(run.vocab.decode(h)))
+                for r, h in zip(rec['references'][::400],
+                                rec['hypotheses'][::400])])
   if iw_samples:
     iw = likelihood.log_likelihood(
         run.model, run.params,
@@ -101,6 +113,9 @@ def format_result(r: dict[str, Any]) -> str:
       f"  MI {s['mi']:.3f} (groups of {s['mi_group_size']}), "
       f"{s['mi_64']:.3f} (64)   AU {s['au']}   per-step-average KL "
       f"{s['kl_twr']:.3f}   KL at last token {s['kl_last']:.3f}",
+      f"  reconstruction from the posterior mean (greedy): BLEU-4 "
+      f"{s['reconstruction']['bleu4']:.4f}   token accuracy "
+      f"{s['reconstruction']['token_accuracy']:.4f}",
       'paper (SPEC A.7 protocol, NOT a likelihood bound):',
       f"  NLL {p['nll']:.3f}   PPL {p['ppl']:.3f}   KL {p['kl']:.3f}   "
       f"MI {p['mi']:.3f} (batches of {p['batch_size']})",

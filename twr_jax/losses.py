@@ -22,6 +22,10 @@ Array = jax.Array
 KL_WINDOWS = ('all', 'last25', 'last50', 'last75', 'last')
 _WINDOW_FRACTION = {'last25': 0.25, 'last50': 0.50, 'last75': 0.75}
 REDUCTIONS = ('sum', 'mean')
+# Which length the objective uses per sentence (config.model.kl_length and
+# z_length): its own ('sentence') or the batch's padded length T_b ('padded',
+# the original's arithmetic, SPEC A.4).
+LENGTH_MODES = ('sentence', 'padded')
 
 
 def gaussian_kl(mu: Array, logvar: Array) -> Array:

@@ -545,7 +545,8 @@ class TWRVAE(nn.Module):
 
   def __call__(self, tokens: Array, lengths: Array, keys: PRNGKey, *,
                train: bool, bn_mask: Array | None = None,
-               axis_name: str | None = None) -> dict[str, Any]:
+               axis_name: str | None = None,
+               z_lengths: Array | None = None) -> dict[str, Any]:
     """Encodes, samples z and decodes (teacher forcing).
 
     Args:
@@ -557,6 +558,10 @@ class TWRVAE(nn.Module):
         statistics normalise mu (the train step passes the KL window of the
         real sentences); None uses the running averages (eval mode).
       axis_name: collective axis of the batch statistics under pmap.
+      z_lengths: <i32>[B] the steps z is formed from (taken at step
+        z_lengths - 1, or pooled over steps < z_lengths); default `lengths`.
+        The original code passes the batch's padded length T_b here
+        (`model.z_length = 'padded'`, SPEC A.4).
 
     Returns:
       'logits' <f32>[B, T-1, V] for targets tokens[:, 1:]; 'mu', 'logvar'
@@ -569,8 +574,9 @@ class TWRVAE(nn.Module):
     )
     mu, logvar, stats = self._posteriors(tokens, noise['enc_keep'], bn_mask,
                                          axis_name)
-    z = sample_z(mu, logvar, lengths, noise['eps'], self.z_mode)
-    z_mu, z_logvar = pool_posterior(mu, logvar, lengths, self.z_mode)
+    z_lengths = lengths if z_lengths is None else z_lengths
+    z = sample_z(mu, logvar, z_lengths, noise['eps'], self.z_mode)
+    z_mu, z_logvar = pool_posterior(mu, logvar, z_lengths, self.z_mode)
     logits = self.decode(tokens[:, :-1], z, noise['dec_keep'])
     out = dict(logits=logits, mu=mu, logvar=logvar, z=z, z_mu=z_mu,
                z_logvar=z_logvar)
