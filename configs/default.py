@@ -63,6 +63,10 @@ def train_section(batch_size: int,
            logistic_k=0.0025, logistic_x0=2500, cycles=4, ratio=0.5)
   )
   t.parallel = 'auto'  # 'auto' | 'pmap' | 'jit' (see parallel.py).
+  # Mixed precision: 'float32' or 'bfloat16' for the matmuls (embeddings'
+  # outputs, RNNs, output layer); parameters, optimiser state, RNN states
+  # and the losses stay float32 (models.TWRVAE.dtype). Evaluation follows.
+  t.compute_dtype = 'float32'
   t.log_every_steps = 50
   t.eval_every_steps = config_dict.placeholder(int)  # None: per epoch.
   t.checkpoint_every_steps = config_dict.placeholder(int)  # None: evals.
