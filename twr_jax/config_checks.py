@@ -21,6 +21,7 @@ CHOICES = {
     'train.loss_reduction': losses.REDUCTIONS,
     'train.kl_schedule.kind': schedules.KINDS,
     'train.parallel': parallel.MODES,
+    'train.compute_dtype': models.COMPUTE_DTYPES,
 }
 POSITIVE_INTS = (
     'model.emb_dim', 'model.hidden', 'model.latent', 'train.batch_size',
@@ -48,6 +49,7 @@ DIALOGUE_CHOICES = {
     'train.loss_reduction': losses.REDUCTIONS,
     'train.kl_schedule.kind': schedules.KINDS,
     'train.parallel': parallel.MODES,
+    'train.compute_dtype': models.COMPUTE_DTYPES,
 }
 DIALOGUE_POSITIVE_INTS = (
     'data.vocab_size', 'data.max_utt_len', 'model.emb_dim', 'model.utt_hidden',

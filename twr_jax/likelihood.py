@@ -108,7 +108,7 @@ def stepwise_token_nll(h: Array, out_params, targets: Array,
     t, h_t, y_t = xs
 
     def nll():
-      logits = models.affine(h_t.astype(dtype), w, bias).astype(jnp.float32)
+      logits = models.linear(h_t.astype(dtype), w, bias).astype(jnp.float32)
       label = jnp.take_along_axis(logits, y_t[:, None], axis=-1)[:, 0]
       ce = jax.nn.logsumexp(logits, axis=-1) - label
       return total + jnp.where(t < lengths - 1, ce, 0.0)

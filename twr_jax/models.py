@@ -18,9 +18,10 @@ maths:
     outside the scan (one large matmul); the scan only does the recurrence.
   * The decoder's input projection W_ih [e; z] is split into W_e e + W_z z, and
     W_z z is computed once per sentence instead of once per step.
-  * The output layer and the RNN input projections (`Affine`, `affine`) add
-    their bias inside the matmul and materialise x^T for their weight
-    gradient (XLA CPU runs that faster).
+  * On the CPU backend, the output layer and the RNN input projections
+    (`Affine`, `affine`) add their bias inside the matmul and materialise x^T
+    for their weight gradient (XLA CPU runs that faster); on GPU / TPU they
+    are plain x @ W + b (`fused_affine_default`).
 
 Noise is explicit: every random draw of a sentence (dropout masks, the
 reparameterisation epsilon) comes from that sentence's own key, so results do
@@ -34,6 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from twr_jax import errors
 from twr_jax import text
 
 Array = jax.Array
@@ -107,6 +109,32 @@ def _affine_bwd(res, g):
 affine.defvjp(_affine_fwd, _affine_bwd)
 
 
+def fused_affine_default() -> bool:
+  """Whether `Affine` (fused=None) and IW-NLL's output layer use `affine`.
+
+  True on the CPU backend only: `affine` works around XLA:CPU's dot paths
+  (measured there, see its docstring); on GPU / TPU the plain x @ W + b is
+  the form their compilers fuse and tile best, and the custom VJP with an
+  optimisation barrier could only get in their way (BUILD_NOTES.md, "Speed
+  paths by backend"). Decided when a function is traced.
+  """
+  return jax.default_backend() == 'cpu'
+
+
+def linear(x: Array, w: Array, b: Array, fused: bool | None = None) -> Array:
+  """x @ w + b, as `affine` when `fused` (None: `fused_affine_default()`).
+
+  Args:
+    x: [..., K]; w: [K, N]; b: [N], one dtype.
+
+  Returns:
+    [..., N].
+  """
+  if fused_affine_default() if fused is None else fused:
+    return affine(x, w, b)
+  return x @ w + b
+
+
 class Affine(nn.Module):
   """A Linear layer computed with `affine`: nn.Dense's parameters ('kernel'
   <f32>[K, N], 'bias' <f32>[N]) and values, its weight gradient faster on
@@ -117,7 +145,8 @@ class Affine(nn.Module):
     features: N.
     kernel_init, bias_init: initialisers; None gives torch.nn.Linear's
       U(+-1/sqrt(K)).
-    fused: False computes x @ kernel + bias like nn.Dense (for benchmarks).
+    fused: True: `affine`; False: x @ kernel + bias like nn.Dense; None
+      (default): `fused_affine_default()`, i.e. `affine` on CPU only.
     dtype: computation dtype: x, kernel and bias are cast to it, so the
       output is <dtype>[..., N]; the parameters stay float32 (mixed
       precision, `compute_dtype`).
@@ -126,7 +155,7 @@ class Affine(nn.Module):
   features: int
   kernel_init: Callable | None = None
   bias_init: Callable | None = None
-  fused: bool = True
+  fused: bool | None = None
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -137,9 +166,7 @@ class Affine(nn.Module):
                         (x.shape[-1], self.features))
     bias = self.param('bias', self.bias_init or init, (self.features,))
     x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
-    if self.fused:
-      return affine(x, kernel, bias)
-    return x @ kernel + bias
+    return linear(x, kernel, bias, self.fused)
 
 
 def embedding_init(key, shape, dtype=jnp.float32):
@@ -472,9 +499,10 @@ class TWRVAE(nn.Module):
   bn_gamma: float | None = None
   dtype: Any = jnp.float32
 
-  # `Affine.fused`. A class attribute, not a field: it changes speed, not
-  # values (bench/train_throughput.py subclasses it off to measure that).
-  fused_output = True
+  # The output layer's `Affine.fused` (None: by backend). A class attribute,
+  # not a field: it changes speed, not values (bench/train_throughput.py and
+  # bench/device_check.py subclass it to measure the other path).
+  fused_output = None
 
   def setup(self):
     embed = lambda name: nn.Embed(
@@ -625,10 +653,11 @@ def compute_dtype(config) -> jnp.dtype:
   absent, e.g. a run saved before it existed).
 
   Raises:
-    ValueError: not one of `COMPUTE_DTYPES`.
+    errors.ConfigError: not one of `COMPUTE_DTYPES`.
   """
   name = config.get('train', {}).get('compute_dtype', 'float32')
   if name not in COMPUTE_DTYPES:
-    raise ValueError(f'train.compute_dtype must be one of {COMPUTE_DTYPES},'
-                     f' got {name!r}')
+    raise errors.ConfigError(
+        f'config.train.compute_dtype = {name!r} is not allowed; choose one of'
+        f' {", ".join(map(repr, COMPUTE_DTYPES))}')
   return jnp.dtype(name)
