@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 
 from twr_jax import checkpoint
+from twr_jax import compile_cache
 from twr_jax import dialogue_eval
 from twr_jax import host_memory
 from twr_jax import lm_eval
@@ -62,6 +63,7 @@ def main(argv):
   del argv
   if FLAGS.keep_host_memory:
     host_memory.keep_freed_memory()  # Before any JAX computation.
+  compile_cache.enable()  # Persistent XLA cache, see its docstring.
   checkpoint.quiet_orbax_logging()
   step = workdir_lib.parse_step(FLAGS.step)
   config = workdir_lib.load_config(FLAGS.workdir)

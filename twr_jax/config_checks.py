@@ -74,6 +74,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   _check_optimiser(config)
   _check_baselines(config)
+  growth = config.data.bucket_growth
+  if not (_is_number(growth) and growth >= 1):
+    raise ValueError(f'config.data.bucket_growth = {growth!r}: must be a'
+                     ' number >= 1 (1: padded lengths every bucket_size)')
   if config.data.source == 'tfds' and not config.data.tfds_name:
     raise ValueError("config.data.tfds_name is empty: with data.source 'tfds'"
                      " set it to 'ptb', 'yahoo' or 'yelp'")

@@ -60,7 +60,8 @@ def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
   out = evaluator.outputs(
       layout.replicate(run.params),
       input_pipeline.Batcher(seqs, config.eval.batch_size,
-                             config.data.bucket_size, config.seed))
+                             config.data.bucket_size, config.seed,
+                             config.data.get('bucket_growth', 1.0)))
   standard = evaluate.summarise(out, config)
   standard.update(
       mi_group_size=config.eval.mi_group_size,
@@ -73,7 +74,8 @@ def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
     iw = likelihood.log_likelihood(
         run.model, run.params,
         input_pipeline.Batcher(seqs, iw_batch_size, config.data.bucket_size,
-                               config.seed),
+                               config.seed,
+                               config.data.get('bucket_growth', 1.0)),
         eval_key, iw_samples, iw_token_budget)
     standard.update(
         iw_nll=float(-np.mean(iw['log_px'])), iw_samples=iw_samples,
