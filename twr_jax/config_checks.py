@@ -25,6 +25,7 @@ CHOICES = {
     'train.loss_reduction': losses.REDUCTIONS,
     'train.kl_schedule.kind': schedules.KINDS,
     'train.parallel': parallel.MODES,
+    'train.compute_dtype': models.COMPUTE_DTYPES,
 }
 POSITIVE_INTS = (
     'model.emb_dim', 'model.hidden', 'model.latent', 'train.batch_size',
@@ -52,6 +53,7 @@ DIALOGUE_CHOICES = {
     'train.loss_reduction': losses.REDUCTIONS,
     'train.kl_schedule.kind': schedules.KINDS,
     'train.parallel': parallel.MODES,
+    'train.compute_dtype': models.COMPUTE_DTYPES,
 }
 DIALOGUE_POSITIVE_INTS = (
     'data.vocab_size', 'data.max_utt_len', 'model.emb_dim', 'model.utt_hidden',
@@ -76,6 +78,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   _check_optimiser(config)
   _check_baselines(config)
+  growth = config.data.bucket_growth
+  if not (_is_number(growth) and growth >= 1):
+    raise ValueError(f'config.data.bucket_growth = {growth!r}: must be a'
+                     ' number >= 1 (1: padded lengths every bucket_size)')
   if config.data.source == 'tfds' and not config.data.tfds_name:
     raise ValueError("config.data.tfds_name is empty: with data.source 'tfds'"
                      " set it to 'ptb', 'yahoo' or 'yelp'")

@@ -11,9 +11,10 @@ A batch is a dict of NumPy arrays:
                               which its objective uses (model.kl_length /
                               z_length = 'padded').
 
-T is the longest sentence of the bucket rounded up to a multiple of
-`bucket_size`, and B is always `batch_size`, so a jitted step compiles once per
-bucket. Padding rows are `[BOS, EOS, PAD, ...]` with length 2, so no row is
+T is the longest sentence of the bucket rounded up to the next boundary of
+`bucket_boundaries` (a multiple of `bucket_size`; with `bucket_growth` > 1 the
+boundaries grow geometrically), and B is always `batch_size`, so a jitted step
+compiles once per bucket. Padding rows are `[BOS, EOS, PAD, ...]` with length 2, so no row is
 empty; their weight of 0 keeps them out of every loss and metric.
 """
 
@@ -58,6 +59,32 @@ def bucket_length(n: int, bucket_size: int) -> int:
   return -(-n // bucket_size) * bucket_size
 
 
+def bucket_boundaries(max_len: int, bucket_size: int,
+                      growth: float = 1.0) -> list[int]:
+  """The padded lengths T that sentences of up to `max_len` tokens get.
+
+  b_0 = bucket_size and b_{k+1} = the multiple of bucket_size at or above
+  max(b_k + bucket_size, growth * b_k), up to the first b_k >= max_len.
+  growth 1 gives every multiple of bucket_size (8, 16, 24, ...: the
+  default, little padding); e.g. growth 1.5 gives 8, 16, 24, 40, 64, 96, 144,
+  216: a corpus of documents up to 200 tokens compiles 8 shapes instead of 26,
+  at the cost of more padding in the long buckets (at most a factor growth).
+
+  Raises:
+    ValueError: bucket_size < 1, growth < 1 or max_len < 1.
+  """
+  if bucket_size < 1 or max_len < 1:
+    raise ValueError(f'need bucket_size >= 1 and max_len >= 1, got'
+                     f' bucket_size={bucket_size}, max_len={max_len}')
+  if not growth >= 1.0:
+    raise ValueError(f'bucket growth must be >= 1, got {growth!r}')
+  out = [bucket_size]
+  while out[-1] < max_len:
+    out.append(bucket_length(max(out[-1] + bucket_size,
+                                 math.ceil(out[-1] * growth)), bucket_size))
+  return out
+
+
 class Batcher:
   """Static-shape batches of one split: shuffled for training, sorted for eval.
 
@@ -69,6 +96,7 @@ class Batcher:
   Attributes:
     batch_size: rows per batch.
     bucket_size: the padded length T of every batch is a multiple of this.
+    bucket_growth: the boundaries' growth factor (`bucket_boundaries`).
     seed: seed of the training order.
     num_batches: training batches per epoch.
     shapes: the sorted distinct T of all batches.
@@ -80,6 +108,7 @@ class Batcher:
       batch_size: int,
       bucket_size: int,
       seed: int,
+      bucket_growth: float = 1.0,
   ):
     """Groups the sequences into buckets.
 
@@ -90,6 +119,8 @@ class Batcher:
       batch_size: rows per batch, >= 1.
       bucket_size: T is rounded up to a multiple of this, >= 1.
       seed: seed of the training order, >= 0.
+      bucket_growth: T is the next of `bucket_boundaries(..., bucket_size,
+        bucket_growth)`; 1 (default): the next multiple of bucket_size.
 
     Raises:
       ValueError: an argument is out of range or a sequence is too short.
@@ -113,7 +144,9 @@ class Batcher:
     self.bucket_size = bucket_size
     self.seed = seed
     self._lengths = lengths
-    padded = -(-lengths // bucket_size) * bucket_size
+    bounds = np.array(bucket_boundaries(int(lengths.max()), bucket_size,
+                                        bucket_growth))
+    padded = bounds[np.searchsorted(bounds, lengths)]
     self.shapes = sorted(set(padded.tolist()))
 
     # One [n_b, T_b] token matrix per bucket, filled in a single vectorised

@@ -31,7 +31,8 @@ from twr_jax import workdir as workdir_lib
 def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
                  iw_samples: int = 500, iw_batch_size: int = 1,
                  iw_token_budget: int = 65536, paper_batch_size: int = 64,
-                 mi_group_size: int | None = None) -> dict[str, Any]:
+                 mi_group_size: int | None = None,
+                 compute_dtype: str | None = None) -> dict[str, Any]:
   """Evaluates a checkpoint of a training workdir on a split.
 
   Args:
@@ -43,11 +44,13 @@ def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
     iw_token_budget: sentences x samples x tokens per IW-NLL call.
     paper_batch_size: batch size of the paper protocol (the original: 64).
     mi_group_size: sentences per MI group; default `config.eval.mi_group_size`.
+    compute_dtype: overrides the run's `train.compute_dtype` (None: the
+      run's).
 
   Returns:
     A JSON-ready dict with 'standard' and 'paper' sections.
   """
-  run = workdir_lib.load_run(workdir, step)
+  run = workdir_lib.load_run(workdir, step, compute_dtype)
   config = run.config
   if mi_group_size:
     config.eval.mi_group_size = mi_group_size
@@ -59,7 +62,8 @@ def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
   out = evaluator.outputs(
       layout.replicate(run.params),
       input_pipeline.Batcher(seqs, config.eval.batch_size,
-                             config.data.bucket_size, config.seed))
+                             config.data.bucket_size, config.seed,
+                             config.data.get('bucket_growth', 1.0)))
   standard = evaluate.summarise(out, config)
   standard.update(
       mi_group_size=config.eval.mi_group_size,
@@ -82,7 +86,8 @@ def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
     iw = likelihood.log_likelihood(
         run.model, run.params,
         input_pipeline.Batcher(seqs, iw_batch_size, config.data.bucket_size,
-                               config.seed),
+                               config.seed,
+                               config.data.get('bucket_growth', 1.0)),
         eval_key, iw_samples, iw_token_budget)
     standard.update(
         iw_nll=float(-np.mean(iw['log_px'])), iw_samples=iw_samples,

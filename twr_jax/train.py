@@ -255,6 +255,7 @@ class LMTask:
             data.splits[s],
             config.train.batch_size if s == 'train' else config.eval.batch_size,
             config.data.bucket_size, config.seed,
+            config.data.get('bucket_growth', 1.0),
         )
         for s in datasets.SPLITS
     }
