@@ -93,6 +93,8 @@ class JaxMode:
   def __init__(self, model, config, params, batches):
     self.batches = batches
     tx = optim.optimizer_from_config(config)
+    # A copy: the step donates its state, and the modes share `params`.
+    params = jax.tree_util.tree_map(jnp.array, params)
     self.state = train.TrainState.create(apply_fn=model.apply, params=params,
                                          tx=tx)
     self.fn = jax.jit(dialogue_train.make_train_step(
