@@ -39,6 +39,14 @@ VARIANTS = {
     'vae_freebits': {**_VAE, 'model.free_bits': 0.5},
     'bn_vae': {**_VAE, 'model.bn_gamma': 0.7},
     'lagging_vae': {**_VAE, 'train.lagging.enabled': True},
+    # The original code's own VAE baseline (`-par --partial_type last1`): KL on
+    # the last step only, constant beta = 1, no annealing (SPEC A.5).
+    'vae_no_anneal': {'model.kl_window': 'last'},
+    # TWR-VAE with all of the original's training arithmetic (SPEC A.2/A.4):
+    # length-sorted fixed batches, KL over the padded length, z at the padded
+    # last position. Each factor alone is one of these three fields.
+    'twr_compat': {'data.train_order': 'sorted', 'model.kl_length': 'padded',
+                   'model.z_length': 'padded'},
 }
 
 
@@ -63,6 +71,10 @@ def train_section(batch_size: int,
            logistic_k=0.0025, logistic_x0=2500, cycles=4, ratio=0.5)
   )
   t.parallel = 'auto'  # 'auto' | 'pmap' | 'jit' (see parallel.py).
+  # Mixed precision: 'float32' or 'bfloat16' for the matmuls (embeddings'
+  # outputs, RNNs, output layer); parameters, optimiser state, RNN states
+  # and the losses stay float32 (models.TWRVAE.dtype). Evaluation follows.
+  t.compute_dtype = 'float32'
   t.log_every_steps = 50
   t.eval_every_steps = config_dict.placeholder(int)  # None: per epoch.
   t.checkpoint_every_steps = config_dict.placeholder(int)  # None: evals.
@@ -91,6 +103,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.keep_empty_tokens = False  # True: the original's '' tokens (A.1).
   c.data.min_count = 1
   c.data.bucket_size = 8  # Batches are padded to a multiple of this.
+  # Training order: 'shuffled' (bucketed by length, reshuffled every epoch)
+  # or 'sorted' (the original's, SPEC A.2: the split stable-sorted by length
+  # and cut into consecutive batches, visited in the same order every epoch).
+  c.data.train_order = 'shuffled'
+  # > 1: padded lengths grow geometrically (input_pipeline.bucket_boundaries),
+  # e.g. 1.5 for long documents (Yahoo, Yelp: 8 compiled shapes up to 200
+  # tokens instead of 26). 1: every multiple of bucket_size (PTB, the paper).
+  c.data.bucket_growth = 1.0
   c.data.synthetic = ml_collections.ConfigDict(
       dict(num_train=20000, num_valid=1000, num_test=1000, seed=0)
   )
@@ -103,6 +123,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.z_mode = 'last'
   c.model.kl_window = 'all'
   c.model.dropout = 0.5
+  # Which length the objective uses for each sentence (SPEC A.4):
+  # 'sentence' (its own, principled) or 'padded' (the original's: the batch's
+  # padded length T_b, so pad steps enter). kl_length: the steps the
+  # timestep-wise KL averages over; z_length: where z is taken ('last': step
+  # T_b) or what it pools ('mean' / 'sum'). Training only: evaluation always
+  # uses each sentence's own length (the `paper` protocol, SPEC A.7, applies
+  # the original's padding itself).
+  c.model.kl_length = 'sentence'
+  c.model.z_length = 'sentence'
   # Free bits (Kingma et al. 2016): lambda in nats per latent dimension; the
   # KL term becomes sum_j max(lambda, batch-mean KL_j). 0: off.
   c.model.free_bits = 0.0
@@ -123,6 +152,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 64
   c.eval.mi_group_size = 32  # Sentences per MI group (He et al.: 32).
   c.eval.au_threshold = 0.01
+  # Greedy reconstruction from the posterior mean at every evaluation
+  # (recon_bleu, recon_acc; twr_jax/reconstruction.py).
+  c.eval.reconstruction = True
   return c
 
 

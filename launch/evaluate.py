@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 
 from twr_jax import checkpoint
+from twr_jax import compile_cache
 from twr_jax import dialogue_eval
 from twr_jax import host_memory
 from twr_jax import lm_eval
@@ -51,6 +52,9 @@ flags.DEFINE_bool(
     'Keep freed host memory mapped (glibc malloc: one arena, no mmap, no'
     ' trim), so XLA:CPU steps stop page-faulting their buffers in again'
     ' (~1.4x on CPU); see twr_jax/host_memory.py.')
+flags.DEFINE_enum('compute_dtype', None, ['float32', 'bfloat16'],
+                  "Overrides the run's train.compute_dtype (default: the"
+                  " run's).")
 flags.mark_flag_as_required('workdir')
 FLAGS = flags.FLAGS
 
@@ -59,6 +63,7 @@ def main(argv):
   del argv
   if FLAGS.keep_host_memory:
     host_memory.keep_freed_memory()  # Before any JAX computation.
+  compile_cache.enable()  # Persistent XLA cache, see its docstring.
   checkpoint.quiet_orbax_logging()
   step = workdir_lib.parse_step(FLAGS.step)
   config = workdir_lib.load_config(FLAGS.workdir)
@@ -67,14 +72,15 @@ def main(argv):
         FLAGS.workdir, FLAGS.split, step, word_vectors=FLAGS.word_vectors,
         references=FLAGS.references, data_dir=FLAGS.data_dir,
         num_samples=FLAGS.num_samples, batch_size=FLAGS.sample_batch_size,
-        max_contexts=FLAGS.max_contexts)
+        max_contexts=FLAGS.max_contexts, compute_dtype=FLAGS.compute_dtype)
     paths = dialogue_eval.write_result(result, FLAGS.workdir)
     print(dialogue_eval.format_result(result))
     print('wrote ' + ', '.join(paths))
     return
   result = lm_eval.evaluate_run(
       FLAGS.workdir, FLAGS.split, step, FLAGS.iw_samples, FLAGS.iw_batch_size,
-      FLAGS.iw_token_budget, FLAGS.paper_batch_size, FLAGS.mi_group_size)
+      FLAGS.iw_token_budget, FLAGS.paper_batch_size, FLAGS.mi_group_size,
+      FLAGS.compute_dtype)
   path = os.path.join(FLAGS.workdir, f'eval_{FLAGS.split}.json')
   with open(path + '.tmp', 'w') as f:
     json.dump(result, f, indent=2)

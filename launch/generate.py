@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 
 from twr_jax import checkpoint
+from twr_jax import compile_cache
 from twr_jax import decode
 from twr_jax import generate
 from twr_jax import workdir as workdir_lib
@@ -39,6 +40,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  compile_cache.enable()  # Persistent XLA cache, see its docstring.
   checkpoint.quiet_orbax_logging()
   step = workdir_lib.parse_step(FLAGS.step)
   run = workdir_lib.load_run(FLAGS.workdir, step)

@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 
 from twr_jax import checkpoint
+from twr_jax import compile_cache
 from twr_jax import datasets
 from twr_jax import interpolate
 from twr_jax import workdir as workdir_lib
@@ -53,6 +54,7 @@ def format_text(result) -> str:
 
 def main(argv):
   del argv
+  compile_cache.enable()  # Persistent XLA cache, see its docstring.
   checkpoint.quiet_orbax_logging()
   step = workdir_lib.parse_step(FLAGS.step)
   run = workdir_lib.load_run(FLAGS.workdir, step)

@@ -20,6 +20,7 @@ import jax
 from ml_collections import config_flags
 
 from twr_jax import checkpoint
+from twr_jax import compile_cache
 from twr_jax import host_memory
 from twr_jax import train
 
@@ -49,6 +50,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if FLAGS.keep_host_memory:
     host_memory.keep_freed_memory()  # Before any JAX computation.
+  compile_cache.enable()  # Persistent XLA cache, see its docstring.
   if FLAGS.coordinator_address or FLAGS.multihost:
     # CPU devices need gloo for cross-process collectives; GPU and TPU
     # backends ignore this setting.

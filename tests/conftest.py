@@ -11,6 +11,9 @@ import jax
 
 jax.config.update('jax_num_cpu_devices', 4)
 jax.config.update('jax_platforms', 'cpu')
+# No persistent compilation cache in tests (twr_jax/compile_cache.py): the
+# launchers and the notebook they start must not write to the home folder.
+os.environ['TWR_JAX_CACHE_DIR'] = ''
 
 # The repository root, so that tests can import `configs` and `launch`.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -139,6 +139,20 @@ def test_launcher(tmp_path):
     _assert_png(out / name)
 
 
+def test_launcher_overlays_interpolations_of_compared_runs(tmp_path):
+  main, other = str(tmp_path / 'run_twr'), str(tmp_path / 'run_bn')
+  _write_workdir(main, 'twr', _records(), splits=())
+  _write_workdir(other, 'bn_vae', _records(scale=2.0), splits=())
+  out = tmp_path / 'figures'
+  result = _run_launcher(f'--workdir={main}', f'--compare={other}',
+                         f'--out={out}')
+  assert result.returncode == 0, result.stderr
+  names = ['training_curves.png', 'interpolation.png',
+           'interpolation_compare.png']
+  assert sorted(result.stdout.split()) == sorted(str(out / n) for n in names)
+  _assert_png(out / 'interpolation_compare.png')
+
+
 def test_launcher_names_missing_metrics(tmp_path):
   result = _run_launcher(f'--workdir={tmp_path}')
   assert result.returncode != 0
@@ -158,7 +172,8 @@ def test_plot_workdirs_defaults_to_workdir_and_labels(tmp_path):
 
 
 def test_optional_dependencies_stay_optional():
-  # Only twr_jax.plots may import matplotlib; rouge_score is test-only. And
+  # Only twr_jax.plots may import matplotlib; rouge_score is test-only (nltk
+  # is a runtime dependency: twr_jax.reconstruction's BLEU). And
   # without matplotlib, twr_jax.plots says how to get it.
   code = '''
 import importlib, pkgutil, sys
@@ -167,7 +182,7 @@ for module in pkgutil.iter_modules(twr_jax.__path__):
   if module.name != 'plots':
     importlib.import_module('twr_jax.' + module.name)
 loaded = sorted({m.split('.')[0] for m in sys.modules} &
-                {'matplotlib', 'rouge_score', 'nltk'})
+                {'matplotlib', 'rouge_score'})
 assert not loaded, loaded
 sys.modules['matplotlib'] = None  # Makes `import matplotlib` fail.
 try:

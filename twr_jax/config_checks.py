@@ -8,6 +8,7 @@ import math
 
 import ml_collections
 
+from twr_jax import input_pipeline
 from twr_jax import losses
 from twr_jax import models
 from twr_jax import parallel
@@ -18,9 +19,13 @@ CHOICES = {
     'model.cell': models.CELLS,
     'model.z_mode': models.Z_MODES,
     'model.kl_window': losses.KL_WINDOWS,
+    'model.kl_length': losses.LENGTH_MODES,
+    'model.z_length': losses.LENGTH_MODES,
+    'data.train_order': input_pipeline.TRAIN_ORDERS,
     'train.loss_reduction': losses.REDUCTIONS,
     'train.kl_schedule.kind': schedules.KINDS,
     'train.parallel': parallel.MODES,
+    'train.compute_dtype': models.COMPUTE_DTYPES,
 }
 POSITIVE_INTS = (
     'model.emb_dim', 'model.hidden', 'model.latent', 'train.batch_size',
@@ -48,6 +53,7 @@ DIALOGUE_CHOICES = {
     'train.loss_reduction': losses.REDUCTIONS,
     'train.kl_schedule.kind': schedules.KINDS,
     'train.parallel': parallel.MODES,
+    'train.compute_dtype': models.COMPUTE_DTYPES,
 }
 DIALOGUE_POSITIVE_INTS = (
     'data.vocab_size', 'data.max_utt_len', 'model.emb_dim', 'model.utt_hidden',
@@ -72,6 +78,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   _check_optimiser(config)
   _check_baselines(config)
+  growth = config.data.bucket_growth
+  if not (_is_number(growth) and growth >= 1):
+    raise ValueError(f'config.data.bucket_growth = {growth!r}: must be a'
+                     ' number >= 1 (1: padded lengths every bucket_size)')
   if config.data.source == 'tfds' and not config.data.tfds_name:
     raise ValueError("config.data.tfds_name is empty: with data.source 'tfds'"
                      " set it to 'ptb', 'yahoo' or 'yelp'")

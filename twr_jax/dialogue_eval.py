@@ -121,7 +121,7 @@ def evaluate_run(
     word_vectors: str | None = None, references: str | None = None,
     data_dir: str | None = None, num_samples: int | None = None,
     max_len: int | None = None, batch_size: int | None = None,
-    max_contexts: int | None = None,
+    max_contexts: int | None = None, compute_dtype: str | None = None,
 ) -> dict[str, Any]:
   """Samples and scores responses for a split's contexts.
 
@@ -138,6 +138,8 @@ def evaluate_run(
     num_samples, max_len, batch_size: override `config.eval`'s
       num_samples, max_len and sample_batch_size.
     max_contexts: score only the first this many contexts (smoke runs).
+    compute_dtype: overrides the run's `train.compute_dtype` (None: the
+      run's).
 
   Returns:
     A JSON-ready dict: 'paper' and 'standard' sections, 'notes', timings
@@ -145,7 +147,7 @@ def evaluate_run(
     evaluation) and the samples under '_samples' (written to the samples
     file, not to eval_<split>.json).
   """
-  run = workdir_lib.load_run(workdir, step)
+  run = workdir_lib.load_run(workdir, step, compute_dtype)
   config = run.config
   if data_dir:
     config.data.dir = data_dir

@@ -71,8 +71,9 @@ def _dense(features: int, bound: float, name: str) -> nn.Dense:
   )
 
 
-def _gru(hidden: int, name: str) -> models.RNN:
-  return models.RNN('gru', hidden, kernel_init=_GRU_KERNEL_INIT, name=name)
+def _gru(hidden: int, name: str, dtype) -> models.RNN:
+  return models.RNN('gru', hidden, kernel_init=_GRU_KERNEL_INIT, dtype=dtype,
+                    name=name)
 
 
 def _take_step(x: Array, index: Array) -> Array:
@@ -221,13 +222,15 @@ class UtteranceEncoder(nn.Module):
 
   Attributes:
     hidden: H_u per direction.
+    dtype: computation dtype of the GRUs' matmuls (see `models.RNN`).
   """
 
   hidden: int
+  dtype: Any = jnp.float32
 
   def setup(self):
-    self.fwd = _gru(self.hidden, 'fwd')
-    self.bwd = _gru(self.hidden, 'bwd')
+    self.fwd = _gru(self.hidden, 'fwd', self.dtype)
+    self.bwd = _gru(self.hidden, 'bwd', self.dtype)
 
   def __call__(self, x: Array, lengths: Array) -> Array:
     """Encodes utterances.
@@ -259,6 +262,10 @@ class DialogTWRVAE(nn.Module):
     emb_dropout: dropout rate on word embeddings, encoder and decoder (0.5).
     ctx_dropout: dropout rate on the context encoder's input (0.25).
     kl_mask: 'valid' (standard) or 'padded' (the original's), see `KL_MASKS`.
+    dtype: computation dtype (`config.train.compute_dtype`): float32, or
+      bfloat16 for the embedding's output, the GRU matmuls and the output
+      layer; parameters, GRU states, the recognition and prior nets (the KL)
+      and z stay float32 (see `models.TWRVAE`).
 
   The decoder's hidden size is `dec_hidden` = H_c + Z (500), as its initial
   state is [z; c].
@@ -272,6 +279,7 @@ class DialogTWRVAE(nn.Module):
   emb_dropout: float = 0.5
   ctx_dropout: float = 0.25
   kl_mask: str = 'valid'
+  dtype: Any = jnp.float32
 
   @property
   def dec_hidden(self) -> int:
@@ -287,25 +295,28 @@ class DialogTWRVAE(nn.Module):
         self.vocab_size, self.emb_dim, embedding_init=models.embedding_init,
         name='embed',
     )
-    self.utt_encoder = UtteranceEncoder(self.utt_hidden, name='utt_encoder')
-    self.ctx_rnn = _gru(self.ctx_hidden, 'ctx_rnn')
+    self.utt_encoder = UtteranceEncoder(self.utt_hidden, self.dtype,
+                                        name='utt_encoder')
+    self.ctx_rnn = _gru(self.ctx_hidden, 'ctx_rnn', self.dtype)
     self.recog_mu = _dense(self.latent, 0.02, 'recog_mu')
     self.recog_logvar = _dense(self.latent, 0.02, 'recog_logvar')
     self.prior_fc = _dense(self.latent, 0.02, 'prior_fc')
     self.prior_mu = _dense(self.latent, 0.02, 'prior_mu')
     self.prior_logvar = _dense(self.latent, 0.02, 'prior_logvar')
-    self.dec_rnn = _gru(self.dec_hidden, 'dec_rnn')
+    self.dec_rnn = _gru(self.dec_hidden, 'dec_rnn', self.dtype)
     # Affine: nn.Dense's parameters and values, faster on XLA CPU.
     self.out = models.Affine(
         self.vocab_size, kernel_init=models.uniform_init(0.1),
-        bias_init=nn.initializers.zeros, name='out',
+        bias_init=nn.initializers.zeros, dtype=self.dtype, name='out',
     )
 
   def _embed(self, tokens: Array, keep: Array | None) -> Array:
     # Zeroing pad positions keeps the pad row's gradient exactly zero, like
     # PyTorch's padding_idx (see models.TWRVAE._embed).
-    e = self.embed(tokens) * (tokens != dialogue_data.PAD)[..., None]
-    return e if keep is None else e * keep
+    # Looked up in float32, then cast (see models.TWRVAE._embed).
+    e = (self.embed(tokens).astype(self.dtype)
+         * (tokens != dialogue_data.PAD)[..., None])
+    return e if keep is None else e * keep.astype(e.dtype)
 
   def encode_utterances(self, tokens: Array, lengths: Array,
                         keep: Array | None = None) -> Array:

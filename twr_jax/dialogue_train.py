@@ -23,6 +23,7 @@ from twr_jax import dialogue_data
 from twr_jax import dialogue_metrics
 from twr_jax import dialogue_model
 from twr_jax import losses
+from twr_jax import models
 from twr_jax import parallel
 from twr_jax import train
 
@@ -85,6 +86,7 @@ def model_from_config(config: ml_collections.ConfigDict,
       vocab_size=vocab_size, emb_dim=m.emb_dim, utt_hidden=m.utt_hidden,
       ctx_hidden=m.ctx_hidden, latent=m.latent, emb_dropout=m.emb_dropout,
       ctx_dropout=m.ctx_dropout, kl_mask=m.kl_mask,
+      dtype=models.compute_dtype(config),
   )
 
 

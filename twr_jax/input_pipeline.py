@@ -2,14 +2,19 @@
 
 A batch is a dict of NumPy arrays:
 
-  tokens:  <int32>[B, T]  BOS, ids, EOS, then PAD (0).
-  lengths: <int32>[B]     tokens per row, BOS and EOS included.
-  weights: <float32>[B]   1 for real rows, 0 for padding rows.
-  index:   <int32>[B]     the row's position in its split (0 for padding).
+  tokens:      <int32>[B, T]  BOS, ids, EOS, then PAD (0).
+  lengths:     <int32>[B]     tokens per row, BOS and EOS included.
+  weights:     <float32>[B]   1 for real rows, 0 for padding rows.
+  index:       <int32>[B]     the row's position in its split (0 for padding).
+  enc_lengths: <int32>[B]     T_b, the longest real row of the batch, in every
+                              row: the original's padded length (SPEC A.2),
+                              which its objective uses (model.kl_length /
+                              z_length = 'padded').
 
-T is the longest sentence of the bucket rounded up to a multiple of
-`bucket_size`, and B is always `batch_size`, so a jitted step compiles once per
-bucket. Padding rows are `[BOS, EOS, PAD, ...]` with length 2, so no row is
+T is the longest sentence of the bucket rounded up to the next boundary of
+`bucket_boundaries` (a multiple of `bucket_size`; with `bucket_growth` > 1 the
+boundaries grow geometrically), and B is always `batch_size`, so a jitted step
+compiles once per bucket. Padding rows are `[BOS, EOS, PAD, ...]` with length 2, so no row is
 empty; their weight of 0 keeps them out of every loss and metric.
 """
 
@@ -22,6 +27,9 @@ import numpy as np
 from twr_jax import text
 
 Batch = dict[str, np.ndarray]
+# config.data.train_order: `Batcher` ('shuffled') or `SortedBatcher`
+# ('sorted', the original's order, SPEC A.2).
+TRAIN_ORDERS = ('shuffled', 'sorted')
 
 
 def encode_lines(
@@ -51,6 +59,32 @@ def bucket_length(n: int, bucket_size: int) -> int:
   return -(-n // bucket_size) * bucket_size
 
 
+def bucket_boundaries(max_len: int, bucket_size: int,
+                      growth: float = 1.0) -> list[int]:
+  """The padded lengths T that sentences of up to `max_len` tokens get.
+
+  b_0 = bucket_size and b_{k+1} = the multiple of bucket_size at or above
+  max(b_k + bucket_size, growth * b_k), up to the first b_k >= max_len.
+  growth 1 gives every multiple of bucket_size (8, 16, 24, ...: the
+  default, little padding); e.g. growth 1.5 gives 8, 16, 24, 40, 64, 96, 144,
+  216: a corpus of documents up to 200 tokens compiles 8 shapes instead of 26,
+  at the cost of more padding in the long buckets (at most a factor growth).
+
+  Raises:
+    ValueError: bucket_size < 1, growth < 1 or max_len < 1.
+  """
+  if bucket_size < 1 or max_len < 1:
+    raise ValueError(f'need bucket_size >= 1 and max_len >= 1, got'
+                     f' bucket_size={bucket_size}, max_len={max_len}')
+  if not growth >= 1.0:
+    raise ValueError(f'bucket growth must be >= 1, got {growth!r}')
+  out = [bucket_size]
+  while out[-1] < max_len:
+    out.append(bucket_length(max(out[-1] + bucket_size,
+                                 math.ceil(out[-1] * growth)), bucket_size))
+  return out
+
+
 class Batcher:
   """Static-shape batches of one split: shuffled for training, sorted for eval.
 
@@ -62,6 +96,7 @@ class Batcher:
   Attributes:
     batch_size: rows per batch.
     bucket_size: the padded length T of every batch is a multiple of this.
+    bucket_growth: the boundaries' growth factor (`bucket_boundaries`).
     seed: seed of the training order.
     num_batches: training batches per epoch.
     shapes: the sorted distinct T of all batches.
@@ -73,6 +108,7 @@ class Batcher:
       batch_size: int,
       bucket_size: int,
       seed: int,
+      bucket_growth: float = 1.0,
   ):
     """Groups the sequences into buckets.
 
@@ -83,6 +119,8 @@ class Batcher:
       batch_size: rows per batch, >= 1.
       bucket_size: T is rounded up to a multiple of this, >= 1.
       seed: seed of the training order, >= 0.
+      bucket_growth: T is the next of `bucket_boundaries(..., bucket_size,
+        bucket_growth)`; 1 (default): the next multiple of bucket_size.
 
     Raises:
       ValueError: an argument is out of range or a sequence is too short.
@@ -106,7 +144,9 @@ class Batcher:
     self.bucket_size = bucket_size
     self.seed = seed
     self._lengths = lengths
-    padded = -(-lengths // bucket_size) * bucket_size
+    bounds = np.array(bucket_boundaries(int(lengths.max()), bucket_size,
+                                        bucket_growth))
+    padded = bounds[np.searchsorted(bounds, lengths)]
     self.shapes = sorted(set(padded.tolist()))
 
     # One [n_b, T_b] token matrix per bucket, filled in a single vectorised
@@ -163,6 +203,7 @@ class Batcher:
         'lengths': lengths,
         'weights': weights,
         'index': index,
+        'enc_lengths': np.full(b, lengths[:k].max(), np.int32),
     }
 
   def _epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
@@ -248,3 +289,39 @@ def paper_batches(sequences: Sequence[np.ndarray], batch_size: int = 64,
     index[:k] = idx
     yield {'tokens': tokens, 'lengths': batch_lengths, 'weights': weights,
            'index': index, 'enc_lengths': np.full(batch_size, t_b, np.int32)}
+
+
+class SortedBatcher:
+  """The original code's training order (SPEC A.2), `data.train_order='sorted'`.
+
+  The split is stable-sorted by length and cut into consecutive batches of
+  `batch_size` (`paper_batches`; the last is filled up with weight-0 rows),
+  visited in the same order every epoch, without shuffling. Batches may mix
+  lengths, and carry `enc_lengths` = T_b like every batch. Same interface
+  as `Batcher` for training: `train_batch(step)`, `num_batches`, `shapes`.
+  """
+
+  def __init__(self, sequences: Sequence[np.ndarray], batch_size: int,
+               bucket_size: int):
+    if batch_size < 1 or bucket_size < 1:
+      raise ValueError('batch_size and bucket_size must be >= 1, got'
+                       f' {batch_size} and {bucket_size}')
+    if not sequences:
+      raise ValueError('no sequences to batch')
+    self.batch_size = batch_size
+    self._batches = list(paper_batches(sequences, batch_size, bucket_size))
+    self.num_batches = len(self._batches)
+    self.shapes = sorted({b['tokens'].shape[1] for b in self._batches})
+    logging.info('SortedBatcher: %d sequences, %d fixed batches of %d'
+                 ' (T = %s).', len(sequences), self.num_batches, batch_size,
+                 self.shapes)
+
+  def epoch_of(self, step: int) -> int:
+    return step // self.num_batches
+
+  def train_batch(self, step: int) -> Batch:
+    """The batch of global step `step`: batch `step % num_batches`."""
+    if step < 0:
+      raise ValueError(f'step must be >= 0, got {step}')
+    return {k: v.copy() for k, v in
+            self._batches[step % self.num_batches].items()}

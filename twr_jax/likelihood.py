@@ -77,12 +77,12 @@ def _chunk_log_weights(model: models.TWRVAE, params, tokens, lengths, z_mu,
                   method=models.TWRVAE.decode_hidden)
   rep = jnp.repeat(tokens, chunk, axis=0)
   rec = stepwise_token_nll(h, params['out'], rep[:, 1:],
-                           jnp.repeat(lengths, chunk))
+                           jnp.repeat(lengths, chunk), model.dtype)
   return gaussian_log_weights(-rec.reshape(b, chunk), z, eps, z_logvar)
 
 
 def stepwise_token_nll(h: Array, out_params, targets: Array,
-                       lengths: Array) -> Array:
+                       lengths: Array, dtype=jnp.float32) -> Array:
   """`losses.token_nll` of the logits h W + b, one timestep at a time.
 
   Equal to `token_nll(model.out(h), ...)` up to float rounding, but only one
@@ -95,18 +95,20 @@ def stepwise_token_nll(h: Array, out_params, targets: Array,
     out_params: the output layer's {'kernel' <f32>[H, V], 'bias' <f32>[V]}.
     targets: <i32>[N, T'].
     lengths: <i32>[N] tokens incl. BOS and EOS (L - 1 targets scored).
+    dtype: the model's compute dtype: the output layer's matmul runs in it
+      (like `models.Affine`), the log-softmax and the sum in float32.
 
   Returns:
     <f32>[N] -log p(x | z) per row.
   """
-  w, bias = out_params['kernel'], out_params['bias']
+  w, bias = (out_params[k].astype(dtype) for k in ('kernel', 'bias'))
   n = h.shape[0]
 
   def step(total, xs):
     t, h_t, y_t = xs
 
     def nll():
-      logits = models.affine(h_t, w, bias)
+      logits = models.linear(h_t.astype(dtype), w, bias).astype(jnp.float32)
       label = jnp.take_along_axis(logits, y_t[:, None], axis=-1)[:, 0]
       ce = jax.nn.logsumexp(logits, axis=-1) - label
       return total + jnp.where(t < lengths - 1, ce, 0.0)
@@ -114,7 +116,7 @@ def stepwise_token_nll(h: Array, out_params, targets: Array,
     return jax.lax.cond(t < jnp.max(lengths) - 1, nll, lambda: total), None
 
   steps = jnp.arange(h.shape[1])
-  total, _ = jax.lax.scan(step, jnp.zeros((n,), h.dtype),
+  total, _ = jax.lax.scan(step, jnp.zeros((n,), jnp.float32),
                           (steps, h.swapaxes(0, 1), targets.T))
   return total
 

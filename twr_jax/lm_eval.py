@@ -3,8 +3,9 @@
   standard  ELBO-NLL (sampled z, KL of z's real posterior), IW-NLL with K
             samples, PPL from IW-NLL over |x|+1 tokens, KL, MI (groups of
             `eval.mi_group_size` and of 64), AU, the per-step-average KL and
-            the KL at the last token separately, and the per-timestep KL
-            profile (SPEC A.8, A.10);
+            the KL at the last token separately, the per-timestep KL
+            profile (SPEC A.8, A.10), and greedy reconstruction from the
+            posterior mean (BLEU-4, token accuracy: `reconstruction`);
   paper     the original code's quantities (SPEC A.7): not a likelihood bound.
 
 `launch/evaluate.py` and the notebook call `evaluate_run`.
@@ -23,13 +24,15 @@ from twr_jax import input_pipeline
 from twr_jax import likelihood
 from twr_jax import paper_eval
 from twr_jax import parallel
+from twr_jax import reconstruction
 from twr_jax import workdir as workdir_lib
 
 
 def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
                  iw_samples: int = 500, iw_batch_size: int = 1,
                  iw_token_budget: int = 65536, paper_batch_size: int = 64,
-                 mi_group_size: int | None = None) -> dict[str, Any]:
+                 mi_group_size: int | None = None,
+                 compute_dtype: str | None = None) -> dict[str, Any]:
   """Evaluates a checkpoint of a training workdir on a split.
 
   Args:
@@ -41,11 +44,13 @@ def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
     iw_token_budget: sentences x samples x tokens per IW-NLL call.
     paper_batch_size: batch size of the paper protocol (the original: 64).
     mi_group_size: sentences per MI group; default `config.eval.mi_group_size`.
+    compute_dtype: overrides the run's `train.compute_dtype` (None: the
+      run's).
 
   Returns:
     A JSON-ready dict with 'standard' and 'paper' sections.
   """
-  run = workdir_lib.load_run(workdir, step)
+  run = workdir_lib.load_run(workdir, step, compute_dtype)
   config = run.config
   if mi_group_size:
     config.eval.mi_group_size = mi_group_size
@@ -57,7 +62,8 @@ def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
   out = evaluator.outputs(
       layout.replicate(run.params),
       input_pipeline.Batcher(seqs, config.eval.batch_size,
-                             config.data.bucket_size, config.seed))
+                             config.data.bucket_size, config.seed,
+                             config.data.get('bucket_growth', 1.0)))
   standard = evaluate.summarise(out, config)
   standard.update(
       mi_group_size=config.eval.mi_group_size,
@@ -66,11 +72,22 @@ def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
       kl_profile=evaluate.kl_profile(out),
       ppl_elbo=standard.pop('ppl'),
   )
+  rec = reconstruction.reconstruct(
+      run.model, run.params,
+      input_pipeline.Batcher(seqs, config.eval.batch_size,
+                             config.data.bucket_size, config.seed))
+  standard['reconstruction'] = dict(
+      reconstruction.scores(rec['references'], rec['hypotheses']),
+      examples=[dict(input=' '.join(run.vocab.decode(r)),
+                     output=' '.join(run.vocab.decode(h)))
+                for r, h in zip(rec['references'][::400],
+                                rec['hypotheses'][::400])])
   if iw_samples:
     iw = likelihood.log_likelihood(
         run.model, run.params,
         input_pipeline.Batcher(seqs, iw_batch_size, config.data.bucket_size,
-                               config.seed),
+                               config.seed,
+                               config.data.get('bucket_growth', 1.0)),
         eval_key, iw_samples, iw_token_budget)
     standard.update(
         iw_nll=float(-np.mean(iw['log_px'])), iw_samples=iw_samples,
@@ -101,6 +118,9 @@ def format_result(r: dict[str, Any]) -> str:
       f"  MI {s['mi']:.3f} (groups of {s['mi_group_size']}), "
       f"{s['mi_64']:.3f} (64)   AU {s['au']}   per-step-average KL "
       f"{s['kl_twr']:.3f}   KL at last token {s['kl_last']:.3f}",
+      f"  reconstruction from the posterior mean (greedy): BLEU-4 "
+      f"{s['reconstruction']['bleu4']:.4f}   token accuracy "
+      f"{s['reconstruction']['token_accuracy']:.4f}",
       'paper (SPEC A.7 protocol, NOT a likelihood bound):',
       f"  NLL {p['nll']:.3f}   PPL {p['ppl']:.3f}   KL {p['kl']:.3f}   "
       f"MI {p['mi']:.3f} (batches of {p['batch_size']})",

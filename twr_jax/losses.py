@@ -4,6 +4,11 @@ All functions return per-example values; the reduction to a scalar happens once,
 in `objective`, so that the paper's sum over the batch and a per-sentence mean
 are one switch apart.
 
+Mixed precision (`config.train.compute_dtype`): every function here computes
+in float32 whatever its inputs' dtype, so bfloat16 logits (a model's output
+layer) get a float32 softmax cross-entropy and the sums over tokens, steps
+and the batch do not accumulate bfloat16 rounding.
+
 References:
   Li et al., "Improving Variational Autoencoder for Text Modelling with
   Timestep-Wise Regularisation", COLING 2020, Section 3.
@@ -22,18 +27,28 @@ Array = jax.Array
 KL_WINDOWS = ('all', 'last25', 'last50', 'last75', 'last')
 _WINDOW_FRACTION = {'last25': 0.25, 'last50': 0.50, 'last75': 0.75}
 REDUCTIONS = ('sum', 'mean')
+# Which length the objective uses per sentence (config.model.kl_length and
+# z_length): its own ('sentence') or the batch's padded length T_b ('padded',
+# the original's arithmetic, SPEC A.4).
+LENGTH_MODES = ('sentence', 'padded')
 
 
 def gaussian_kl(mu: Array, logvar: Array) -> Array:
   """KL(N(mu, exp(logvar)) || N(0, I)), summed over the last axis.
 
   Args:
-    mu, logvar: <f32>[..., Z].
+    mu, logvar: <f32>[..., Z] (other float dtypes are computed in float32).
 
   Returns:
     <f32>[...].
   """
+  mu, logvar = _f32(mu), _f32(logvar)
   return -0.5 * jnp.sum(1.0 + logvar - mu**2 - jnp.exp(logvar), axis=-1)
+
+
+def _f32(x: Array) -> Array:
+  """x in (at least) float32: the dtype every loss is computed in."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def kl_window_mask(length: Array, num_steps: int, window: str) -> Array:
@@ -97,6 +112,7 @@ def gaussian_kl_dims(mu: Array, logvar: Array) -> Array:
   Returns:
     <f32>[..., Z]; its sum over the last axis is `gaussian_kl`.
   """
+  mu, logvar = _f32(mu), _f32(logvar)
   return -0.5 * (1.0 + logvar - mu**2 - jnp.exp(logvar))
 
 
@@ -165,7 +181,8 @@ def token_nll(logits: Array, targets: Array, lengths: Array) -> Array:
   """Summed cross-entropy of each sentence's targets.
 
   Args:
-    logits: <f32>[B, T-1, V] scores of tokens[:, 1:].
+    logits: <f32>[B, T-1, V] scores of tokens[:, 1:] (bfloat16 logits are
+      cast: the log-softmax is computed in float32).
     targets: <i32>[B, T-1] = tokens[:, 1:] (words then EOS, then PAD).
     lengths: <i32>[B] tokens incl. BOS and EOS; L - 1 targets are scored
       (EOS counted, BOS never a target, pads excluded).
@@ -173,7 +190,7 @@ def token_nll(logits: Array, targets: Array, lengths: Array) -> Array:
   Returns:
     <f32>[B] -log p(x | z) per sentence.
   """
-  ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  ce = optax.softmax_cross_entropy_with_integer_labels(_f32(logits), targets)
   mask = jnp.arange(targets.shape[1]) < (lengths - 1)[:, None]
   return jnp.sum(jnp.where(mask, ce, 0.0), axis=1)
 

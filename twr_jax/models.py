@@ -18,9 +18,10 @@ maths:
     outside the scan (one large matmul); the scan only does the recurrence.
   * The decoder's input projection W_ih [e; z] is split into W_e e + W_z z, and
     W_z z is computed once per sentence instead of once per step.
-  * The output layer and the RNN input projections (`Affine`, `affine`) add
-    their bias inside the matmul and materialise x^T for their weight
-    gradient (XLA CPU runs that faster).
+  * On the CPU backend, the output layer and the RNN input projections
+    (`Affine`, `affine`) add their bias inside the matmul and materialise x^T
+    for their weight gradient (XLA CPU runs that faster); on GPU / TPU they
+    are plain x @ W + b (`fused_affine_default`).
 
 Noise is explicit: every random draw of a sentence (dropout masks, the
 reparameterisation epsilon) comes from that sentence's own key, so results do
@@ -34,6 +35,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from twr_jax import errors
 from twr_jax import text
 
 Array = jax.Array
@@ -107,6 +109,32 @@ def _affine_bwd(res, g):
 affine.defvjp(_affine_fwd, _affine_bwd)
 
 
+def fused_affine_default() -> bool:
+  """Whether `Affine` (fused=None) and IW-NLL's output layer use `affine`.
+
+  True on the CPU backend only: `affine` works around XLA:CPU's dot paths
+  (measured there, see its docstring); on GPU / TPU the plain x @ W + b is
+  the form their compilers fuse and tile best, and the custom VJP with an
+  optimisation barrier could only get in their way (BUILD_NOTES.md, "Speed
+  paths by backend"). Decided when a function is traced.
+  """
+  return jax.default_backend() == 'cpu'
+
+
+def linear(x: Array, w: Array, b: Array, fused: bool | None = None) -> Array:
+  """x @ w + b, as `affine` when `fused` (None: `fused_affine_default()`).
+
+  Args:
+    x: [..., K]; w: [K, N]; b: [N], one dtype.
+
+  Returns:
+    [..., N].
+  """
+  if fused_affine_default() if fused is None else fused:
+    return affine(x, w, b)
+  return x @ w + b
+
+
 class Affine(nn.Module):
   """A Linear layer computed with `affine`: nn.Dense's parameters ('kernel'
   <f32>[K, N], 'bias' <f32>[N]) and values, its weight gradient faster on
@@ -117,24 +145,28 @@ class Affine(nn.Module):
     features: N.
     kernel_init, bias_init: initialisers; None gives torch.nn.Linear's
       U(+-1/sqrt(K)).
-    fused: False computes x @ kernel + bias like nn.Dense (for benchmarks).
+    fused: True: `affine`; False: x @ kernel + bias like nn.Dense; None
+      (default): `fused_affine_default()`, i.e. `affine` on CPU only.
+    dtype: computation dtype: x, kernel and bias are cast to it, so the
+      output is <dtype>[..., N]; the parameters stay float32 (mixed
+      precision, `compute_dtype`).
   """
 
   features: int
   kernel_init: Callable | None = None
   bias_init: Callable | None = None
-  fused: bool = True
+  fused: bool | None = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    """x: <f32>[..., K] -> <f32>[..., N]."""
+    """x: <f32>[..., K] -> <dtype>[..., N]."""
     init = uniform_init(1.0 / math.sqrt(x.shape[-1]))
     kernel = self.param('kernel', self.kernel_init or init,
                         (x.shape[-1], self.features))
     bias = self.param('bias', self.bias_init or init, (self.features,))
-    if self.fused:
-      return affine(x, kernel, bias)
-    return x @ kernel + bias
+    x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
+    return linear(x, kernel, bias, self.fused)
 
 
 def embedding_init(key, shape, dtype=jnp.float32):
@@ -150,38 +182,44 @@ class RecurrentStep(nn.Module):
     hidden: state size H.
     kernel_init: initialiser of the W_hh kernel <f32>[H, G*H]; None gives
       PyTorch's default U(+-1/sqrt(H)). The bias is always U(+-1/sqrt(H)).
+    dtype: computation dtype of the W_hh matmul; the carry keeps its own
+      dtype (float32), so the state does not accumulate rounding.
   """
 
   cell: str
   hidden: int
   kernel_init: Callable | None = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, carry, xw: Array):
     """Args: carry: (c, h) for LSTM, else h, each <f32>[B, H];
-    xw: <f32>[B, G*H], W_ih x_t + b_ih. Returns (new carry, h <f32>[B, H])."""
+    xw: <dtype>[B, G*H], W_ih x_t + b_ih. Returns (new carry, h <f32>[B, H])
+    (h in the carry's dtype)."""
     init = uniform_init(1.0 / math.sqrt(self.hidden))
     h = carry[1] if self.cell == 'lstm' else carry
+    state_dtype = h.dtype
     hw = nn.Dense(
         _NUM_GATES[self.cell] * self.hidden,
         kernel_init=self.kernel_init or init,
         bias_init=init,
+        dtype=self.dtype,
         name='hh',
     )(h)
     if self.cell == 'lstm':
       i, f, g, o = jnp.split(xw + hw, 4, axis=-1)
       c = nn.sigmoid(f) * carry[0] + nn.sigmoid(i) * jnp.tanh(g)
-      h = nn.sigmoid(o) * jnp.tanh(c)
-      return (c, h), h
+      h = (nn.sigmoid(o) * jnp.tanh(c)).astype(state_dtype)
+      return (c.astype(carry[0].dtype), h), h
     if self.cell == 'gru':
       xr, xz, xn = jnp.split(xw, 3, axis=-1)
       hr, hz, hn = jnp.split(hw, 3, axis=-1)
       r = nn.sigmoid(xr + hr)
       u = nn.sigmoid(xz + hz)
       n = jnp.tanh(xn + r * hn)  # PyTorch applies r to (W_hn h + b_hn).
-      h = (1.0 - u) * n + u * h
+      h = ((1.0 - u) * n + u * h).astype(state_dtype)
       return h, h
-    h = jnp.tanh(xw + hw)
+    h = jnp.tanh(xw + hw).astype(state_dtype)
     return h, h
 
 
@@ -197,11 +235,14 @@ class RNN(nn.Module):
     kernel_init: initialiser of the W_ih and W_hh kernels (Flax layout
       [in, G*H]); None gives PyTorch's default U(+-1/sqrt(H)). Biases, and the
       `x_const` projection, are always U(+-1/sqrt(H)).
+    dtype: computation dtype of the input and recurrent matmuls (float32
+      or bfloat16); parameters and the carry stay float32.
   """
 
   cell: str
   hidden: int
   kernel_init: Callable | None = None
+  dtype: Any = jnp.float32
 
   def setup(self):
     if self.cell not in CELLS:
@@ -209,16 +250,17 @@ class RNN(nn.Module):
     width = _NUM_GATES[self.cell] * self.hidden
     init = uniform_init(1.0 / math.sqrt(self.hidden))
     self.ih = Affine(width, kernel_init=self.kernel_init or init,
-                     bias_init=init)
+                     bias_init=init, dtype=self.dtype)
     # Only created when used (the decoder's z): W_ih [x_t; c] = W_x x_t + W_c c.
-    self.ih_const = nn.Dense(width, use_bias=False, kernel_init=init)
+    self.ih_const = nn.Dense(width, use_bias=False, kernel_init=init,
+                             dtype=self.dtype)
     self.step = nn.scan(
         RecurrentStep,
         variable_broadcast='params',
         split_rngs={'params': False},
         in_axes=1,
         out_axes=1,
-    )(self.cell, self.hidden, self.kernel_init)
+    )(self.cell, self.hidden, self.kernel_init, self.dtype)
 
   def initial_carry(self, h0: Array):
     """The carry for initial state h0 <f32>[B, H] (LSTM: c0 = h0, SPEC A.3)."""
@@ -250,7 +292,9 @@ class RNN(nn.Module):
                x_const: Array | None = None) -> Array:
     """Runs from h0 (zeros when None); returns outputs <f32>[B, T, H]."""
     if h0 is None:
-      h0 = jnp.zeros((x.shape[0], self.hidden), x.dtype)
+      # A float32 state whatever the compute dtype (see RecurrentStep).
+      h0 = jnp.zeros((x.shape[0], self.hidden), jnp.promote_types(
+          x.dtype, jnp.float32))
     return self.run(x, self.initial_carry(h0), x_const)[1]
 
 
@@ -438,6 +482,11 @@ class TWRVAE(nn.Module):
     dropout: dropout rate on encoder and decoder input embeddings.
     bn_gamma: BN-VAE (Zhu et al., 2020): batch-normalise mu with this fixed
       scale and a learnt shift (`MuBatchNorm`); None (default): no BN.
+    dtype: computation dtype (`config.train.compute_dtype`): float32, or
+      bfloat16 for the embeddings' outputs, the RNN matmuls and the output
+      layer (logits <bf16>). Parameters, RNN states, the mu / logvar heads
+      (inputs of the KL and of z) and z stay float32; the losses reduce in
+      float32 (`losses`).
   """
 
   vocab_size: int
@@ -448,17 +497,20 @@ class TWRVAE(nn.Module):
   z_mode: str = 'last'
   dropout: float = 0.5
   bn_gamma: float | None = None
+  dtype: Any = jnp.float32
 
-  # `Affine.fused`. A class attribute, not a field: it changes speed, not
-  # values (bench/train_throughput.py subclasses it off to measure that).
-  fused_output = True
+  # The output layer's `Affine.fused` (None: by backend). A class attribute,
+  # not a field: it changes speed, not values (bench/train_throughput.py and
+  # bench/device_check.py subclass it to measure the other path).
+  fused_output = None
 
   def setup(self):
     embed = lambda name: nn.Embed(
         self.vocab_size, self.emb_dim, embedding_init=embedding_init, name=name
     )
     self.enc_embed = embed('enc_embed')
-    self.enc_rnn = RNN(self.cell, self.hidden, name='enc_rnn')
+    self.enc_rnn = RNN(self.cell, self.hidden, dtype=self.dtype,
+                       name='enc_rnn')
     # Applied to every timestep: Affine for the faster weight gradient.
     self.mu_head = Affine(self.latent, name='mu')
     self.logvar_head = Affine(self.latent, name='logvar')
@@ -468,14 +520,18 @@ class TWRVAE(nn.Module):
     self.z_to_h0 = torch_dense(
         self.hidden, self.latent, use_bias=False, name='z_to_h0'
     )
-    self.dec_rnn = RNN(self.cell, self.hidden, name='dec_rnn')
-    self.out = Affine(self.vocab_size, fused=self.fused_output, name='out')
+    self.dec_rnn = RNN(self.cell, self.hidden, dtype=self.dtype,
+                       name='dec_rnn')
+    self.out = Affine(self.vocab_size, fused=self.fused_output,
+                      dtype=self.dtype, name='out')
 
   def _embed(self, table: nn.Embed, tokens: Array, keep: Array | None):
     # Zeroing pad positions keeps the pad row's gradient exactly zero, so the
     # row stays zero under Adam and weight decay (PyTorch's padding_idx).
-    e = table(tokens) * (tokens != text.PAD)[..., None]
-    return e if keep is None else e * keep
+    # The lookup is float32 (so is the table's scattered gradient); its
+    # output is cast to the compute dtype.
+    e = table(tokens).astype(self.dtype) * (tokens != text.PAD)[..., None]
+    return e if keep is None else e * keep.astype(e.dtype)
 
   def encode(self, tokens: Array, enc_keep: Array | None = None,
              bn_mask: Array | None = None, axis_name: str | None = None):
@@ -545,7 +601,8 @@ class TWRVAE(nn.Module):
 
   def __call__(self, tokens: Array, lengths: Array, keys: PRNGKey, *,
                train: bool, bn_mask: Array | None = None,
-               axis_name: str | None = None) -> dict[str, Any]:
+               axis_name: str | None = None,
+               z_lengths: Array | None = None) -> dict[str, Any]:
     """Encodes, samples z and decodes (teacher forcing).
 
     Args:
@@ -557,6 +614,10 @@ class TWRVAE(nn.Module):
         statistics normalise mu (the train step passes the KL window of the
         real sentences); None uses the running averages (eval mode).
       axis_name: collective axis of the batch statistics under pmap.
+      z_lengths: <i32>[B] the steps z is formed from (taken at step
+        z_lengths - 1, or pooled over steps < z_lengths); default `lengths`.
+        The original code passes the batch's padded length T_b here
+        (`model.z_length = 'padded'`, SPEC A.4).
 
     Returns:
       'logits' <f32>[B, T-1, V] for targets tokens[:, 1:]; 'mu', 'logvar'
@@ -569,8 +630,9 @@ class TWRVAE(nn.Module):
     )
     mu, logvar, stats = self._posteriors(tokens, noise['enc_keep'], bn_mask,
                                          axis_name)
-    z = sample_z(mu, logvar, lengths, noise['eps'], self.z_mode)
-    z_mu, z_logvar = pool_posterior(mu, logvar, lengths, self.z_mode)
+    z_lengths = lengths if z_lengths is None else z_lengths
+    z = sample_z(mu, logvar, z_lengths, noise['eps'], self.z_mode)
+    z_mu, z_logvar = pool_posterior(mu, logvar, z_lengths, self.z_mode)
     logits = self.decode(tokens[:, :-1], z, noise['dec_keep'])
     out = dict(logits=logits, mu=mu, logvar=logvar, z=z, z_mu=z_mu,
                z_logvar=z_logvar)
@@ -585,5 +647,23 @@ def model_from_config(config, vocab_size: int) -> TWRVAE:
   return TWRVAE(
       vocab_size=vocab_size, emb_dim=m.emb_dim, hidden=m.hidden,
       latent=m.latent, cell=m.cell, z_mode=m.z_mode, dropout=m.dropout,
-      bn_gamma=m.get('bn_gamma'),
+      bn_gamma=m.get('bn_gamma'), dtype=compute_dtype(config),
   )
+
+
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+
+
+def compute_dtype(config) -> jnp.dtype:
+  """`config.train.compute_dtype` as a dtype (float32 when the field is
+  absent, e.g. a run saved before it existed).
+
+  Raises:
+    errors.ConfigError: not one of `COMPUTE_DTYPES`.
+  """
+  name = config.get('train', {}).get('compute_dtype', 'float32')
+  if name not in COMPUTE_DTYPES:
+    raise errors.ConfigError(
+        f'config.train.compute_dtype = {name!r} is not allowed; choose one of'
+        f' {", ".join(map(repr, COMPUTE_DTYPES))}')
+  return jnp.dtype(name)

@@ -64,7 +64,14 @@ class Layout:
     """Puts a host pytree on the devices (one copy each under pmap)."""
     if self.mode == 'jit':
       return jax.device_put(tree)
-    return flax.jax_utils.replicate(tree, jax.local_devices()[: self.num_devices])
+    devices = jax.local_devices()[: self.num_devices]
+    tree = flax.jax_utils.replicate(tree, devices)
+    # Newer JAX runs pmap through shard_map: its outputs' sharding names the
+    # pmap axis, and a step fed inputs with another sharding (replicate's) is
+    # compiled again on its second call. Passing the state through an
+    # identity pmap once gives it the outputs' sharding: one compile per
+    # shape instead of two (at paper size, tens of seconds per run).
+    return jax.pmap(lambda x: x, axis_name=AXIS, devices=devices)(tree)
 
   def unreplicate(self, tree: Any) -> Any:
     """Fetches one copy of a replicated pytree to host NumPy arrays."""

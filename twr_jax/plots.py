@@ -11,6 +11,7 @@ as the function that drew it returns.
   plot_training_curves  loss, KL, MI and AU against step, runs overlaid
   plot_kl_profile       mean per-step KL against relative sentence position
   plot_interpolation    ROUGE F1 of y(tau) against x1 and x2 (paper Fig. 2)
+  plot_interpolation_compare  the same for several models, overlaid
   plot_workdirs         all of the above for training workdirs (launch.plot)
 """
 
@@ -38,13 +39,21 @@ Record = Mapping[str, Any]
 _DPI = 120
 _ROUGE_NAMES = {'rouge1': 'ROUGE-1', 'rouge2': 'ROUGE-2', 'rougeL': 'ROUGE-L'}
 
-# Panels of the training-curve figure: (title, [(split, field, linestyle)]).
+# Panels of the training-curve figure: (title, y label, [(split, field,
+# linestyle)]). The objective is labelled as such: for TWR it is rec + beta *
+# the per-step-average KL, not a bound on -log p(x) (SPEC A.9); the ELBO-NLL
+# and its PPL, drawn beside it, are bounds.
 _CURVE_PANELS = (
-    ('loss', (('train', 'loss', '-'), ('valid', 'loss', '--'))),
-    ('KL', (('train', 'kl', '-'), ('train', 'kl_twr', ':'),
-            ('valid', 'kl', '--'))),
-    ('MI (valid)', (('valid', 'mi', '--'),)),
-    ('AU (valid)', (('valid', 'au', '--'),)),
+    ('objective rec + β·KL_obj (TWR: objective, not a bound)',
+     'nats per sentence', (('train', 'loss', '-'), ('valid', 'loss', '--'))),
+    ('ELBO-NLL = rec + KL(q(z|x)‖p(z)), an upper bound on −log p(x)',
+     'nats per sentence', (('valid', 'nll_elbo', '--'),)),
+    ('PPL from the ELBO (upper bound), valid', 'perplexity',
+     (('valid', 'ppl', '--'),)),
+    ('KL: of z (kl), per-step average (kl_twr)', 'nats per sentence',
+     (('train', 'kl', '-'), ('train', 'kl_twr', ':'), ('valid', 'kl', '--'))),
+    ('MI (valid)', 'nats', (('valid', 'mi', '--'),)),
+    ('AU (valid)', 'active units', (('valid', 'au', '--'),)),
 )
 
 
@@ -80,7 +89,8 @@ def _series(records: Sequence[Record], split: str,
 
 def plot_training_curves(runs: Mapping[str, Sequence[Record]],
                          path: PathLike) -> PathLike:
-  """Plots loss, KL, MI and AU against step, one colour per run.
+  """Plots objective, ELBO-NLL, PPL, KL, MI and AU against step, one colour
+  per run.
 
   Args:
     runs: label -> the records of that run's `metrics.jsonl` (as returned by
@@ -92,8 +102,8 @@ def plot_training_curves(runs: Mapping[str, Sequence[Record]],
   Returns:
     `path`.
   """
-  fig, axes = _new_figure(11, 7.5, nrows=2, ncols=2, squeeze=False)
-  for ax, (title, lines) in zip(axes.flat, _CURVE_PANELS):
+  fig, axes = _new_figure(12, 11, nrows=3, ncols=2, squeeze=False)
+  for ax, (title, unit, lines) in zip(axes.flat, _CURVE_PANELS):
     for index, (label, records) in enumerate(runs.items()):
       for split, field, style in lines:
         steps, values = _series(records, split, field)
@@ -101,8 +111,9 @@ def plot_training_curves(runs: Mapping[str, Sequence[Record]],
           ax.plot(steps, values, style, color=_colour(index),
                   marker='.' if len(steps) < 30 else None,
                   label=f'{label} {split} {field}')
-    ax.set_title(title)
-    ax.set_xlabel('step')
+    ax.set_title(title, fontsize='medium')
+    ax.set_xlabel('training step')
+    ax.set_ylabel(unit)
     ax.grid(alpha=0.3)
     if ax.lines:
       ax.legend(fontsize='small')
@@ -191,6 +202,44 @@ def plot_interpolation(result: Mapping[str, Any], path: PathLike) -> PathLike:
   return _save(fig, path)
 
 
+def plot_interpolation_compare(results: Mapping[str, Mapping[str, Any]],
+                               path: PathLike) -> PathLike:
+  """Overlays several models' interpolation curves (paper Fig. 2 compares
+  TWR-VAE with BN-VAE): one panel per ROUGE type, one colour per model, solid
+  against x1 and dashed against x2.
+
+  Args:
+    results: label -> an interpolation result (see `plot_interpolation`).
+    path: the PNG to write.
+
+  Returns:
+    `path`.
+
+  Raises:
+    ValueError: a ROUGE curve and its 'alphas' differ in length.
+  """
+  fig, axes = _new_figure(15, 4.5, nrows=1, ncols=3, squeeze=False)
+  for ax, (key, name) in zip(axes.flat, _ROUGE_NAMES.items()):
+    for index, (label, result) in enumerate(results.items()):
+      alphas = result['alphas']
+      for end, style in (('x1', '-'), ('x2', '--')):
+        values = result['rouge'].get(end, {}).get(key)
+        if values is None:
+          continue
+        _check_same_length(f'{label} {end} {key}', alphas, values)
+        ax.plot(alphas, values, style, marker='o', markersize=3,
+                color=_colour(index), label=f'{label} vs {end}')
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(r'$\tau$ in $z = (1-\tau) z_1 + \tau z_2$')
+    ax.set_ylabel(f'{name} F1')
+    ax.set_title(f'{name} of y(τ) against x1 and x2')
+    ax.grid(alpha=0.3)
+    if ax.lines:
+      ax.legend(fontsize='small')
+  fig.tight_layout()
+  return _save(fig, path)
+
+
 def _read_json(path: str) -> Any:
   with open(path, encoding='utf-8') as f:
     return json.load(f)
@@ -239,7 +288,9 @@ def plot_workdirs(workdir: PathLike, compare: Sequence[PathLike] = (),
     kl_profile_<split>.png  for each `workdir/eval_<split>.json` with a
                             'standard' KL profile, overlaid with the compared
                             workdirs that have one for that split;
-    interpolation.png       if `workdir/interpolation.json` exists.
+    interpolation.png       if `workdir/interpolation.json` exists;
+    interpolation_compare.png  the interpolation curves of every workdir
+                            that has one, overlaid, if two or more do.
 
   Runs are labelled by the `variant` in their `config.json`, else by their
   folder name.
@@ -277,10 +328,14 @@ def plot_workdirs(workdir: PathLike, compare: Sequence[PathLike] = (),
          if split in profiles},
         os.path.join(out, f'kl_profile_{split}.png'),
     ))
-  interpolation_path = os.path.join(workdirs[0], 'interpolation.json')
-  if os.path.exists(interpolation_path):
+  interpolations = {
+      label: _read_json(os.path.join(w, 'interpolation.json'))
+      for label, w in zip(labels, workdirs)
+      if os.path.exists(os.path.join(w, 'interpolation.json'))}
+  if labels[0] in interpolations:
     written.append(plot_interpolation(
-        _read_json(interpolation_path),
-        os.path.join(out, 'interpolation.png'),
-    ))
+        interpolations[labels[0]], os.path.join(out, 'interpolation.png')))
+  if len(interpolations) > 1:
+    written.append(plot_interpolation_compare(
+        interpolations, os.path.join(out, 'interpolation_compare.png')))
   return written

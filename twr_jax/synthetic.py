@@ -3,9 +3,11 @@
 Each sentence has a latent `(topic, style)`. The topic (8 values) picks the
 nouns, verbs and adjectives of every content slot; the style (4 values) picks
 the sentence template, its function words and its length. A text VAE that puts
-the latent into z can therefore predict most words better than a language
-model without z, so the corpus shows whether z is used (lower NLL, high MI),
-with no data files and in seconds.
+the latent into z shows it in its mutual information, active units and
+reconstruction from z, with no data files and in seconds. It need not have a
+lower NLL than a model that ignores z: the latent carries at most
+log(8 * 4) = 3.47 nats, and an autoregressive decoder infers the topic from
+the first content word by itself.
 """
 
 from collections.abc import Sequence

@@ -33,6 +33,7 @@ from twr_jax import metric_log
 from twr_jax import models
 from twr_jax import optim
 from twr_jax import parallel
+from twr_jax import reconstruction
 from twr_jax import schedules
 from twr_jax import text
 
@@ -101,19 +102,25 @@ def lm_loss(model: models.TWRVAE, config: ml_collections.ConfigDict, params,
   """
   tokens, lengths, w = batch['tokens'], batch['lengths'], batch['weights']
   window = config.model.kl_window
+  # The original's arithmetic uses the batch's padded length T_b instead of
+  # each sentence's own (SPEC A.4; off by default).
+  padded = lambda field: config.model.get(field, 'sentence') == 'padded'
+  kl_lengths = batch['enc_lengths'] if padded('kl_length') else lengths
+  z_lengths = batch['enc_lengths'] if padded('z_length') else lengths
   bn = {}
   if config.model.get('bn_gamma') is not None:
     window_mask = jax.vmap(losses.kl_window_mask, in_axes=(0, None, None))(
-        lengths, tokens.shape[1], window)
+        kl_lengths, tokens.shape[1], window)
     bn = dict(bn_mask=window_mask & (w > 0)[:, None], axis_name=axis_name)
   out = model.apply({'params': params}, tokens, lengths, keys, train=True,
-                    **bn)
+                    z_lengths=z_lengths, **bn)
   rec = losses.token_nll(out['logits'], tokens[:, 1:], lengths)
-  kl = losses.masked_kl(out['mu'], out['logvar'], lengths, window)
+  kl = losses.masked_kl(out['mu'], out['logvar'], kl_lengths, window)
   kl_obj = kl
   free_bits = config.model.get('free_bits', 0.0)
   if free_bits > 0:
-    kl_dims = losses.masked_kl_dims(out['mu'], out['logvar'], lengths, window)
+    kl_dims = losses.masked_kl_dims(out['mu'], out['logvar'], kl_lengths,
+                                    window)
     kl_obj = losses.free_bits_kl(kl_dims, w, free_bits, axis_name)
   loss = losses.objective(rec, kl_obj, w, beta, config.train.loss_reduction,
                           count)
@@ -248,15 +255,21 @@ class LMTask:
             data.splits[s],
             config.train.batch_size if s == 'train' else config.eval.batch_size,
             config.data.bucket_size, config.seed,
+            config.data.get('bucket_growth', 1.0),
         )
         for s in datasets.SPLITS
     }
     self.train_batcher = self.batchers['train']
+    if config.data.get('train_order', 'shuffled') == 'sorted':
+      self.train_batcher = input_pipeline.SortedBatcher(
+          data.splits['train'], config.train.batch_size,
+          config.data.bucket_size)
     logging.info('Train batch shapes T in %s', self.train_batcher.shapes)
     # He et al.'s warm-up counts epochs as N_train / B, a float division.
     self.kl_steps_per_epoch = len(data.splits['train']) / config.train.batch_size
     self.model = models.model_from_config(config, len(data.vocab))
     self._evaluator = evaluate.Evaluator(self.model, config, layout, eval_key)
+    self._layout = layout
 
   def init_params(self, key: PRNGKey):
     return init_params(self.model, key)
@@ -265,7 +278,18 @@ class LMTask:
     return make_train_step(self.model, self.config, kl_weight)
 
   def evaluate(self, params, split: str) -> dict[str, Any]:
-    return self._evaluator.evaluate(params, self.batchers[split])
+    """The standard metrics (evaluate.py) and, unless
+    `eval.reconstruction` is off, greedy reconstruction from the posterior
+    mean: 'recon_bleu' (corpus BLEU-4) and 'recon_acc' (token accuracy),
+    the direct evidence that the decoder uses z (reconstruction.py)."""
+    result = self._evaluator.evaluate(params, self.batchers[split])
+    if self.config.eval.get('reconstruction', True):
+      rec = reconstruction.reconstruct(
+          self.model, self._layout.unreplicate(params), self.batchers[split])
+      scores = reconstruction.scores(rec['references'], rec['hypotheses'])
+      result.update(recon_bleu=scores['bleu4'],
+                    recon_acc=scores['token_accuracy'])
+    return result
 
 
 def make_task(config: ml_collections.ConfigDict, workdir: str,
@@ -430,7 +454,8 @@ def _fmt(result: dict[str, float]) -> str:
   return ' '.join(f'{k} {v:.4g}' for k, v in result.items())
 
 
-TABLE_COLUMNS = ('loss', 'rec', 'kl', 'kl_twr', 'nll_elbo', 'ppl', 'mi', 'au')
+TABLE_COLUMNS = ('loss', 'rec', 'kl', 'kl_twr', 'nll_elbo', 'ppl', 'mi', 'au',
+                 'recon_bleu', 'recon_acc')
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:

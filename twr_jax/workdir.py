@@ -59,15 +59,20 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def load_run(workdir: str, step: int | str = 'best') -> Run:
+def load_run(workdir: str, step: int | str = 'best',
+             compute_dtype: str | None = None) -> Run:
   """Restores a checkpoint of a training workdir.
 
   Args:
     workdir: the training workdir.
     step: 'best' (lowest validation loss), 'last', or an int step of the
       kept last-N checkpoints.
+    compute_dtype: 'float32' or 'bfloat16' overrides the run's
+      `train.compute_dtype` for the model built here (None: the run's).
   """
   config = load_config(workdir)
+  if compute_dtype:
+    config.train.compute_dtype = compute_dtype
   key = jax.random.key(0)
   if config.get('task', 'lm') == 'dialogue':
     from twr_jax import dialogue_train  # pylint: disable=g-import-not-at-top
