@@ -582,23 +582,24 @@ def _offsets(item: Array) -> Array:
   return t - begin
 
 
-def _segment_grus(runs: list[tuple[Any, Array, Array, Array | None]]
-                  ) -> list[Array]:
+def _segment_grus(runs: list[tuple[Any, Array, Array, Array | None]],
+                  dtype: Any = jnp.float32) -> list[Array]:
   """GRUs over lanes of items laid end to end, restarted at each item.
 
   Each run is (the `models.RNN` GRU's params, x <f32>[L, P, D] inputs,
   starts <bool>[L, P], h0 <f32>[L, P, H] or None): at a start the state is
   h0 there (zeros if None) before the step, so every item is encoded as if
   alone, from its own initial state. The runs share one scan over P (fewer
-  sequential steps than one scan each).
+  sequential steps than one scan each). `dtype` is the matmuls' (see
+  `models.RNN`); states stay float32.
 
   Returns:
     Per run, the outputs <f32>[L, P, H].
   """
   hidden = [p['step']['hh']['kernel'].shape[0] for p, *_ in runs]
-  cells = [models.RecurrentStep('gru', h) for h in hidden]
+  cells = [models.RecurrentStep('gru', h, dtype=dtype) for h in hidden]
   # Input projections of every position at once, outside the scan.
-  xs = [models.Affine(3 * h).apply({'params': p['ih']}, x)
+  xs = [models.Affine(3 * h, dtype=dtype).apply({'params': p['ih']}, x)
         for h, (p, x, _, _) in zip(hidden, runs)]
   time_major = lambda x: None if x is None else jnp.swapaxes(x, 0, 1)
   seqs = [(time_major(xw), time_major(start), time_major(h0))
@@ -611,7 +612,8 @@ def _segment_grus(runs: list[tuple[Any, Array, Array, Array | None]]
       new.append(cell.apply({'params': p['step']}, h, xw)[0])
     return new, new
 
-  carry = [jnp.zeros((x.shape[0], h), x.dtype) for x, h in zip(xs, hidden)]
+  carry = [jnp.zeros((x.shape[0], h), jnp.float32)
+           for x, h in zip(xs, hidden)]
   _, outs = jax.lax.scan(step, carry, seqs)
   return [jnp.swapaxes(o, 0, 1) for o in outs]
 
@@ -696,7 +698,7 @@ def packed_forward(
   # then reads each item from its last token to its first.
   h_fwd, h_bwd = _segment_grus([
       (enc['fwd'], e, _starts(item), None),
-      (enc['bwd'], e[:, ::-1], _starts(item[:, ::-1]), None)])
+      (enc['bwd'], e[:, ::-1], _starts(item[:, ::-1]), None)], model.dtype)
   h_fwd = h_fwd.reshape(-1, h_fwd.shape[-1])
   h_bwd = h_bwd.reshape(-1, h_bwd.shape[-1])
 
@@ -721,10 +723,10 @@ def packed_forward(
   h0 = jnp.concatenate([out['z'], c], axis=-1)[row]
   (h_dec,) = _segment_grus([
       (params['dec_rnn'], embed(batch['res_inputs'], noise['dec_keep']),
-       _starts(res_row), h0)])
+       _starts(res_row), h0)], model.dtype)
   logits = model.apply(variables, h_dec, method=lambda m, x: m.out(x))
-  ce = optax.softmax_cross_entropy_with_integer_labels(
-      logits, batch['res_targets'])
+  ce = optax.softmax_cross_entropy_with_integer_labels(  # As token_nll's.
+      logits.astype(jnp.float32), batch['res_targets'])
   out['rec'] = jax.ops.segment_sum(jnp.where(valid, ce, 0.0).reshape(-1),
                                    row.reshape(-1), num_segments=rows)
   return out
