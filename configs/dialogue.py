@@ -77,6 +77,10 @@ def get_config() -> ml_collections.ConfigDict:
   # True: the original's two Adam updates per step of the shared embedding,
   # which its optimiser lists twice (SPEC B.5).
   c.train.double_update_embedding = False
+  # True: training batches hold only real tokens, context turns and responses
+  # laid end to end (dialogue_data.pack_batch): the same losses and gradients
+  # as the padded batches up to float rounding, ~3x less work on DailyDialog.
+  c.train.pack_batches = True
   # An "epoch" of the KL schedule is the batches of one epoch (see
   # DialogueTask.kl_steps_per_epoch); dailydialog.py sets the warm-up.
 

@@ -162,8 +162,11 @@ def test_pmap_on_4_devices_equals_single_device(data_dir, kl_mask):
   one, m1 = _step(task, jit_layout)(state, batch, key)
   layout = parallel.make_layout('pmap')
   assert layout.num_devices == 4
-  four, m4 = _step(task, layout)(layout.replicate(state), layout.shard(batch),
-                                 key)
+  # Packed batches are packed per device (each block of rows on its own).
+  rows = task.train_batcher.batcher.train_batch(3)
+  four, m4 = _step(task, layout)(
+      layout.replicate(state),
+      layout.shard(dialogue_data.pack_batch(rows, layout.num_devices)), key)
   four, m4 = layout.unreplicate(four), layout.first(m4)
   for k in ('loss', 'rec', 'kl_twr', 'kl'):
     np.testing.assert_allclose(m4[k], m1[k], rtol=2e-5)

@@ -39,6 +39,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from twr_jax import decode
 from twr_jax import dialogue_data
@@ -117,12 +118,48 @@ def gaussian_kl_two(mu_q: Array, logvar_q: Array, mu_p: Array,
   return -0.5 * jnp.sum(1.0 + diff - ratio, axis=-1)
 
 
+# Which dropout mask a position's key draws (`dropout_keep`).
+_CTX_EMB, _CTX_IN, _X_EMB, _DEC_EMB = range(4)
+
+
+def dropout_keep(keys: PRNGKey, kind: int, slot: Array, offset: Array,
+                 width: int, rate: float) -> Array:
+  """Inverted-dropout multipliers, one vector per position of an example.
+
+  The mask at (kind, slot, offset) of example b depends on nothing else:
+  its key is `fold_in(fold_in(fold_in(keys[b], kind), slot), offset)`. So
+  the padded [B, N, T] layout and the packed lanes (`packed_loss`) draw the
+  same mask for the same token, and masks are drawn for real tokens only.
+
+  Args:
+    keys: typed PRNG keys [...], each position's example's dropout key.
+    kind: which mask (`_CTX_EMB`, `_CTX_IN`, `_X_EMB`, `_DEC_EMB`).
+    slot, offset: <i32>[...] the context slot (0 for the response) and the
+      token's position in its utterance (0 for `_CTX_IN`).
+    width: the masked vector's size.
+    rate: the dropout rate p, 0 <= p < 1.
+
+  Returns:
+    <f32>[..., width]: 0 or 1 / (1 - p), each 1 / (1 - p) with probability
+    1 - p.
+  """
+  shape = slot.shape
+
+  def one(key, s, o):
+    key = jax.random.fold_in(jax.random.fold_in(
+        jax.random.fold_in(key, kind), s), o)
+    return jax.random.bernoulli(key, 1.0 - rate, (width,))
+
+  keep = jax.vmap(one)(keys.reshape(-1), slot.reshape(-1), offset.reshape(-1))
+  return keep.reshape(*shape, width) / (1.0 - rate)
+
+
 def example_noise(
     keys: PRNGKey, *, num_turns: int, utt_len: int, res_len: int,
     emb_dim: int, ctx_in: int, latent: int, emb_dropout: float,
     ctx_dropout: float, train: bool,
 ) -> dict[str, Array | None]:
-  """Draws each example's noise from its own key.
+  """Draws each example's noise from its own key, in the padded layout.
 
   Args:
     keys: typed PRNG keys [B], one per example.
@@ -142,30 +179,35 @@ def example_noise(
     context turns' embeddings), 'ctx_keep' <f32>[B, W-1, 2 H_u + 2] (the
     context encoder's input), 'x_emb_keep' and 'dec_keep' <f32>[B, R-1, E]
     (the response's embeddings in the utterance encoder and the decoder; the
-    original draws separate masks for the two).
+    original draws separate masks for the two). Each mask is
+    `dropout_keep`'s at its position, the packed layout's too.
   """
-  masks = [  # (name, shape, dropout rate)
-      ('ctx_emb_keep', (num_turns, utt_len, emb_dim), emb_dropout),
-      ('ctx_keep', (num_turns, ctx_in), ctx_dropout),
-      ('x_emb_keep', (res_len - 1, emb_dim), emb_dropout),
-      ('dec_keep', (res_len - 1, emb_dim), emb_dropout),
-  ]
-  masks = [m for m in masks if train and m[2] > 0.0]
-  sizes = [math.prod(shape) for _, shape, _ in masks]
+  keys_eps, keys_keep = jax.vmap(jax.random.split, out_axes=1)(keys)
+  noise = {'eps': jax.vmap(
+      lambda k: jax.random.normal(k, (latent,)))(keys_eps)}
+  b, n, t = keys.shape[0], num_turns, res_len - 1
 
-  def one(key):
-    k_eps, k_keep = jax.random.split(key)
-    out = {'eps': jax.random.normal(k_eps, (latent,))}
-    if masks:
-      # One uniform draw cut into the masks (bernoulli(p) is uniform < p):
-      # a single random-bits call site compiles several times faster.
-      u = jax.random.uniform(k_keep, (sum(sizes),))
-      pieces = jnp.split(u, np.cumsum(sizes)[:-1])
-      for (name, shape, rate), piece in zip(masks, pieces):
-        out[name] = (piece.reshape(shape) < 1.0 - rate) / (1.0 - rate)
-    return out
+  def grid(*shape):  # Each example's key and index arrays over `shape`.
+    index = np.indices(shape)
+    key = jnp.broadcast_to(
+        keys_keep.reshape((b,) + (1,) * len(shape)), (b,) + shape)
+    return (key,) + tuple(jnp.broadcast_to(i, (b,) + shape) for i in index)
 
-  noise = jax.vmap(one)(keys)
+  if train and emb_dropout > 0.0:
+    key, slot, offset = grid(n, utt_len)
+    noise['ctx_emb_keep'] = dropout_keep(key, _CTX_EMB, slot, offset,
+                                         emb_dim, emb_dropout)
+    key, offset = grid(t)
+    zero = jnp.zeros_like(offset)
+    noise['x_emb_keep'] = dropout_keep(key, _X_EMB, zero, offset, emb_dim,
+                                       emb_dropout)
+    noise['dec_keep'] = dropout_keep(key, _DEC_EMB, zero, offset, emb_dim,
+                                     emb_dropout)
+  if train and ctx_dropout > 0.0:
+    key, slot = grid(n)
+    noise['ctx_keep'] = dropout_keep(key, _CTX_IN, slot,
+                                     jnp.zeros_like(slot), ctx_in,
+                                     ctx_dropout)
   for name in ('ctx_emb_keep', 'ctx_keep', 'x_emb_keep', 'dec_keep'):
     noise.setdefault(name, None)
   return noise
@@ -435,6 +477,27 @@ class DialogTWRVAE(nn.Module):
     u_x = self.encode_utterances(
         response[:, 1:], response_len - 1, noise['x_emb_keep']
     )
+    out = self.kl_and_z(u_x, c, h, num_turns, noise['eps'], max_turns)
+    out['logits'] = self.decode(response[:, :-1], out['z'], c,
+                                noise['dec_keep'])
+    return out
+
+  def kl_and_z(self, u_x: Array, c: Array, h: Array, num_turns: Array,
+             eps: Array, max_turns: Array | None = None) -> dict[str, Array]:
+    """The timestep-wise KL and z (the part of `__call__` between the
+    encoders and the decoder).
+
+    Args:
+      u_x: <f32>[B, 2 H_u] the response's encoding.
+      c, h: from `encode_context`.
+      num_turns: <i32>[B] context turns.
+      eps: <f32>[B, Z] standard normal noise of z.
+      max_turns: see `__call__`.
+
+    Returns:
+      `__call__`'s values but 'logits'.
+    """
+    num_slots = h.shape[1]
     # The same recognition and prior nets at every context step (SPEC B.4).
     u_rep = jnp.broadcast_to(u_x[:, None], (*h.shape[:2], u_x.shape[-1]))
     mu_q, logvar_q = self.recognition(u_rep, h)
@@ -450,10 +513,9 @@ class DialogTWRVAE(nn.Module):
     # H at the last turn is c, so q and p at c are those of that step.
     last = num_turns - 1
     mu, logvar = _take_step(mu_q, last), _take_step(logvar_q, last)
-    z = mu + jnp.exp(0.5 * logvar) * noise['eps']
-    logits = self.decode(response[:, :-1], z, c, noise['dec_keep'])
+    z = mu + jnp.exp(0.5 * logvar) * eps
     return dict(
-        logits=logits, kl_steps=kl_steps, kl=kl, z=z, mu=mu, logvar=logvar,
+        kl_steps=kl_steps, kl=kl, z=z, mu=mu, logvar=logvar,
         prior_mu=_take_step(mu_p, last),
         prior_logvar=_take_step(logvar_p, last),
     )
@@ -469,7 +531,8 @@ def dialogue_loss(
   Args:
     model: the model.
     params: its parameters.
-    batch: a `dialogue_data` batch.
+    batch: a `dialogue_data` batch, padded or packed (`pack_batch`: the same
+      values up to float rounding, much less work).
     keys: typed PRNG keys [B], one per example.
     beta: the KL weight (1 for Switchboard; `dailydialog_kl_schedule` for
       DailyDialog).
@@ -484,13 +547,19 @@ def dialogue_loss(
     objective's KL term, 'kl_z' KL(q(z | x, c) || p(z | c)) at the final
     context state, 'tokens' the number of scored targets.
   """
-  out = model.apply(
-      {'params': params}, batch['context'], batch['context_lens'],
-      batch['floors'], batch['num_turns'], batch['response'],
-      batch['response_len'], keys, train=train, max_turns=max_turns,
-  )
+  if 'ctx_tokens' in batch:  # Packed (`dialogue_data.pack_batch`).
+    out = packed_forward(model, params, batch, keys, train=train,
+                         max_turns=max_turns)
+    rec = out['rec']
+  else:
+    out = model.apply(
+        {'params': params}, batch['context'], batch['context_lens'],
+        batch['floors'], batch['num_turns'], batch['response'],
+        batch['response_len'], keys, train=train, max_turns=max_turns,
+    )
+    rec = losses.token_nll(out['logits'], batch['response'][:, 1:],
+                           batch['response_len'])
   response_len = batch['response_len']
-  rec = losses.token_nll(out['logits'], batch['response'][:, 1:], response_len)
   loss = losses.objective(
       rec, out['kl'], batch['weights'], beta, reduction, count
   )
@@ -498,6 +567,169 @@ def dialogue_loss(
       out['mu'], out['logvar'], out['prior_mu'], out['prior_logvar']
   )
   return loss, dict(rec=rec, kl=out['kl'], kl_z=kl_z, tokens=response_len - 1)
+
+
+def _starts(item: Array) -> Array:
+  """<bool>[L, P]: positions where a new item (or padding run) begins."""
+  first = jnp.ones(item.shape[:1] + (1,), bool)
+  return jnp.concatenate([first, item[:, 1:] != item[:, :-1]], axis=1)
+
+
+def _offsets(item: Array) -> Array:
+  """<i32>[L, P]: each position's index within its item."""
+  t = jnp.broadcast_to(jnp.arange(item.shape[1]), item.shape)
+  begin = jax.lax.cummax(jnp.where(_starts(item), t, 0), axis=1)
+  return t - begin
+
+
+def _segment_grus(runs: list[tuple[Any, Array, Array, Array | None]],
+                  dtype: Any = jnp.float32) -> list[Array]:
+  """GRUs over lanes of items laid end to end, restarted at each item.
+
+  Each run is (the `models.RNN` GRU's params, x <f32>[L, P, D] inputs,
+  starts <bool>[L, P], h0 <f32>[L, P, H] or None): at a start the state is
+  h0 there (zeros if None) before the step, so every item is encoded as if
+  alone, from its own initial state. The runs share one scan over P (fewer
+  sequential steps than one scan each). `dtype` is the matmuls' (see
+  `models.RNN`); states stay float32.
+
+  Returns:
+    Per run, the outputs <f32>[L, P, H].
+  """
+  hidden = [p['step']['hh']['kernel'].shape[0] for p, *_ in runs]
+  cells = [models.RecurrentStep('gru', h, dtype=dtype) for h in hidden]
+  # Input projections of every position at once, outside the scan.
+  xs = [models.Affine(3 * h, dtype=dtype).apply({'params': p['ih']}, x)
+        for h, (p, x, _, _) in zip(hidden, runs)]
+  time_major = lambda x: None if x is None else jnp.swapaxes(x, 0, 1)
+  seqs = [(time_major(xw), time_major(start), time_major(h0))
+          for xw, (_, _, start, h0) in zip(xs, runs)]
+
+  def step(carry, inputs):
+    new = []
+    for cell, (p, *_), h, (xw, start, h0) in zip(cells, runs, carry, inputs):
+      h = jnp.where(start[:, None], 0.0 if h0 is None else h0, h)
+      new.append(cell.apply({'params': p['step']}, h, xw)[0])
+    return new, new
+
+  carry = [jnp.zeros((x.shape[0], h), jnp.float32)
+           for x, h in zip(xs, hidden)]
+  _, outs = jax.lax.scan(step, carry, seqs)
+  return [jnp.swapaxes(o, 0, 1) for o in outs]
+
+
+def packed_noise(model: DialogTWRVAE, batch: dict[str, Array],
+                 keys: PRNGKey, train: bool) -> dict[str, Array | None]:
+  """`example_noise` at the positions of a packed batch: the same values as
+  the padded layout's at every real token (`dropout_keep`).
+
+  Returns:
+    'eps' <f32>[B, Z]; 'ctx_emb_keep' <f32>[L_c, P, E], 'x_emb_keep' and
+    'dec_keep' <f32>[L_r, P, E], 'ctx_keep' <f32>[B, W-1, 2 H_u + 2], or
+    None without dropout.
+  """
+  keys_eps, keys_keep = jax.vmap(jax.random.split, out_axes=1)(keys)
+  noise = {'eps': jax.vmap(
+      lambda k: jax.random.normal(k, (model.latent,)))(keys_eps)}
+  rows, slots = batch['ctx_last'].shape
+  for name in ('ctx_emb_keep', 'ctx_keep', 'x_emb_keep', 'dec_keep'):
+    noise[name] = None
+  if train and model.emb_dropout > 0.0:
+    item = jnp.maximum(batch['ctx_item'], 0)
+    noise['ctx_emb_keep'] = dropout_keep(
+        keys_keep[item // slots], _CTX_EMB, item % slots,
+        _offsets(batch['ctx_item']), model.emb_dim, model.emb_dropout)
+    row = batch['res_row']
+    key, zero = keys_keep[jnp.maximum(row, 0)], jnp.zeros_like(row)
+    for name, kind in (('x_emb_keep', _X_EMB), ('dec_keep', _DEC_EMB)):
+      noise[name] = dropout_keep(key, kind, zero, _offsets(row),
+                                 model.emb_dim, model.emb_dropout)
+  if train and model.ctx_dropout > 0.0:
+    slot = jnp.broadcast_to(jnp.arange(slots), (rows, slots))
+    key = jnp.broadcast_to(keys_keep[:, None], (rows, slots))
+    noise['ctx_keep'] = dropout_keep(
+        key, _CTX_IN, slot, jnp.zeros_like(slot),
+        2 * model.utt_hidden + NUM_FLOORS, model.ctx_dropout)
+  return noise
+
+
+def packed_forward(
+    model: DialogTWRVAE, params, batch: dict[str, Array], keys: PRNGKey, *,
+    train: bool, max_turns: Array | None = None,
+) -> dict[str, Array]:
+  """`DialogTWRVAE.__call__` on a packed batch (`dialogue_data.pack_batch`).
+
+  The same computation as on the padded batch, over real tokens only: the
+  utterance encoder runs over the lanes of context turns and of responses
+  (x), restarted at every turn, its backward direction over the lanes
+  reversed; the decoder over the response lanes, restarted at every
+  response from that row's [z; c]; the output layer and cross-entropy at
+  the lanes' positions. Each value equals the padded computation's up to
+  float rounding, with the same dropout masks (`packed_noise`).
+
+  Args:
+    model: the model (its hyperparameters; the modules run on `params`).
+    params: its parameters.
+    batch: a packed batch.
+    keys: typed PRNG keys [B], one per example.
+    train: enables dropout.
+    max_turns: see `DialogTWRVAE.__call__`.
+
+  Returns:
+    `__call__`'s values without 'logits', plus 'rec' <f32>[B], the summed
+    cross-entropy of each response's targets (`losses.token_nll`'s).
+  """
+  variables = {'params': params}
+  rows, slots = batch['ctx_last'].shape
+  width = batch['ctx_tokens'].shape[1]
+  num_ctx = batch['ctx_tokens'].shape[0]
+  noise = packed_noise(model, batch, keys, train)
+  embed = lambda tokens, keep: model.apply(
+      variables, tokens, keep, method=lambda m, t, k: m._embed(t, k))  # pylint: disable=protected-access
+
+  # Utterance encoder: context lanes and response lanes (x) together.
+  e = jnp.concatenate([embed(batch['ctx_tokens'], noise['ctx_emb_keep']),
+                       embed(batch['res_targets'], noise['x_emb_keep'])])
+  res_row = batch['res_row']
+  item = jnp.concatenate(
+      [batch['ctx_item'], jnp.where(res_row >= 0, rows * slots + res_row, -1)])
+  enc = params['utt_encoder']
+  # Reversing whole lanes reverses every item in place: the backward GRU
+  # then reads each item from its last token to its first.
+  h_fwd, h_bwd = _segment_grus([
+      (enc['fwd'], e, _starts(item), None),
+      (enc['bwd'], e[:, ::-1], _starts(item[:, ::-1]), None)], model.dtype)
+  h_fwd = h_fwd.reshape(-1, h_fwd.shape[-1])
+  h_bwd = h_bwd.reshape(-1, h_bwd.shape[-1])
+
+  def encodings(last, lengths):
+    """[h_fwd at the last token; h_bwd at the first] of items ending at
+    flat positions `last` (lane * P + offset)."""
+    lane, end = last // width, last % width
+    first_reversed = lane * width + width - 1 - (end - lengths + 1)
+    return jnp.concatenate([h_fwd[last], h_bwd[first_reversed]], axis=-1)
+
+  u = encodings(batch['ctx_last'], batch['context_lens'])
+  u_x = encodings(num_ctx * width + batch['res_last'],
+                  batch['response_len'] - 1)
+  c, h = model.apply(variables, u, batch['floors'], batch['num_turns'],
+                     noise['ctx_keep'], method=DialogTWRVAE.context_states)
+  out = model.apply(variables, u_x, c, h, batch['num_turns'], noise['eps'],
+                    max_turns, method=DialogTWRVAE.kl_and_z)
+
+  # Decoder: each response from its row's [z; c].
+  valid = res_row >= 0
+  row = jnp.maximum(res_row, 0)
+  h0 = jnp.concatenate([out['z'], c], axis=-1)[row]
+  (h_dec,) = _segment_grus([
+      (params['dec_rnn'], embed(batch['res_inputs'], noise['dec_keep']),
+       _starts(res_row), h0)], model.dtype)
+  logits = model.apply(variables, h_dec, method=lambda m, x: m.out(x))
+  ce = optax.softmax_cross_entropy_with_integer_labels(  # As token_nll's.
+      logits.astype(jnp.float32), batch['res_targets'])
+  out['rec'] = jax.ops.segment_sum(jnp.where(valid, ce, 0.0).reshape(-1),
+                                   row.reshape(-1), num_segments=rows)
+  return out
 
 
 def dailydialog_kl_schedule(num_batches: int) -> schedules.Schedule:

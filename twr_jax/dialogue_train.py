@@ -220,7 +220,8 @@ class DialogueTask:
   Attributes:
     vocab: the training vocabulary.
     model: the `DialogTWRVAE`.
-    train_batcher: the original's training batches (`DialogBatcher`).
+    train_batcher: the original's training batches (`DialogBatcher`), packed
+      (`PackedBatcher`) unless config.train.pack_batches is False.
     kl_steps_per_epoch: batches per epoch (the DD annealing's epoch).
     examples: {'valid', 'test'} evaluation contexts (`eval_examples`).
   """
@@ -237,6 +238,9 @@ class DialogueTask:
         train_dialogues, self.vocab, d.max_utt_len)
     self.train_batcher = dialogue_data.DialogBatcher(
         encoded, config.train.batch_size, d.window, config.seed)
+    if config.train.get('pack_batches', True):  # Real tokens only.
+      self.train_batcher = dialogue_data.PackedBatcher(
+          self.train_batcher, layout.num_devices * jax.process_count())
     self.kl_steps_per_epoch = float(self.train_batcher.num_batches)
     self.examples = {
         s: dialogue_data.eval_examples(read_split(config, s), self.vocab,
