@@ -67,17 +67,19 @@ def test_report_sets_our_numbers_beside_the_originals(tmp_path):
   # The anchor: the original code's 11-epoch TWR row, then ours (paper
   # protocol: NLL 120.00 = 125 - 5).
   original = md.index('| `twr` | original code: TWR-VAE')
-  ours = md.index('| `twr` | twr_jax, 11 epochs | 120.00 | 170.0 |')
+  ours = md.index('| `twr` | twr_jax, 11 epoch(s) | 120.00 | 170.0 |')
   assert original < ours
-  assert '| `vae_no_anneal` | twr_jax, 11 epochs | 121.50 |' in md
+  assert '| `vae_no_anneal` | twr_jax, 11 epoch(s) | 121.50 |' in md
+  assert 'K = 500 for the Table 2 rows, 100 for the others' in md
   # Standard row with reconstruction and wall time (600 s = 10.0 min).
   assert ('| `twr` | 125.00 (K=500) | 150.0 | 128.00 | 4.000 | 1.000 |'
           ' 3.200 | 7 | 0.250 | 0.400 | 10.0 |') in md
-  assert 'Not finished: ' in md and '`twr_compat`' in md
+  assert 'Not finished: `twr_compat`' in md
+  assert '`twr_mean`' not in md.split('## The paper')[0]  # Not selected.
   assert '| the cat | the dog |' in md  # A reconstruction sample.
   assert '| 0.5 | a d |' in md  # The Table 4-style interpolation sample.
   for png in ('ptb_training_curves.png', 'ptb_kl_profile_test.png',
-              'ptb_interpolation_twr_vs_bn_vae.png'):
+              'ptb_interpolation_compare.png'):
     assert f'![{png}]({png})' in md
     assert (tmp_path / 'results' / png).stat().st_size > 0
   assert 'Ran on: test machine' in md
