@@ -242,7 +242,7 @@ def context_examples(contexts: list[Context], vocab: dialogue_data.DialogVocab,
   dialogues = []
   for i, turns in enumerate(contexts):
     texts = [t for t, _ in turns]
-    if turns[0][1] is None:
+    if not turns or turns[0][1] is None:  # No turn: answer the bod turn.
       floors = [(j + 1) % 2 for j in range(len(turns) + 1)]
     else:
       floors = [f for _, f in turns]
