@@ -282,8 +282,10 @@ def test_interpolate_pairs_file(lm_run, tmp_path):
   with open(os.path.join(lm_run, 'interpolation.json')) as f:
     result = json.load(f)
   assert result['pairs'] == 2 and result['pairs_file'] == str(path)
-  assert [e['x1'] for e in result['examples']] == ['the cat sat .',
-                                                   'hello there']
+  run = workdir_lib.load_run(lm_run)
+  assert [e['x1'] for e in result['examples']] == [
+      ' '.join(run.vocab.decode(s)) for s in
+      generate.encode_sentences(run, ['the cat sat .', 'hello there'])]
   assert all(len(e['decodes']) == 3 for e in result['examples'])
   path.write_text('only one\n')
   with pytest.raises(errors.DataError, match=f'{path}:1: expected two'):
@@ -348,7 +350,8 @@ def test_dialogue_report(dd_run, tmp_path):
       'machine': '2-core CPU'}))
   out = report.write_report(dd_run, 'dailydialog', run_info=str(info),
                             examples=4, out=str(tmp_path / 'dd.md'))
-  text = open(out).read()
+  with open(out) as f:
+    text = f.read()
   paper, standard = result['paper'], result['standard']
   # Table 5's DD TWR-VAE column beside both modes.
   assert (f"| BLEU-R | 0.407 | {paper['bleu_recall']:.3f} |"
@@ -360,7 +363,8 @@ def test_dialogue_report(dd_run, tmp_path):
   assert '**20 steps** of batch 8' in text
   assert '- train: 2h 03m 04s' in text and '- evaluate: 1m 02s' in text
   assert 'python -m launch.train --config=configs/dailydialog.py' in text
-  samples = [json.loads(l) for l in open(f'{dd_run}/samples_test.jsonl')]
+  with open(f'{dd_run}/samples_test.jsonl') as f:
+    samples = [json.loads(l) for l in f]
   assert text.count('**context ') == 4
   first = samples[0]
   assert f"- reference: {first['reference']}" in text
@@ -368,6 +372,7 @@ def test_dialogue_report(dd_run, tmp_path):
   # Switchboard's column and the default commands without run info.
   out = report.write_report(dd_run, 'switchboard', examples=0,
                             out=str(tmp_path / 'sw.md'))
-  text = open(out).read()
+  with open(out) as f:
+    text = f.read()
   assert '| BLEU-R | 0.395 |' in text and '**context' not in text
   assert f'python -m launch.evaluate --workdir={dd_run} --split=test' in text
