@@ -1,10 +1,12 @@
 """The dialogue evaluation of a trained run (SPEC B.6-B.8).
 
-For every test context: 10 responses from the prior p(z | c), greedy, up to
-40 tokens, decoded for many contexts at once (one jitted `sample_responses`
-call per `eval.sample_batch_size` contexts, which stops once every response
-has ended; the context turns are encoded beforehand, packed by length,
-`pack_utterances`); then BLEU-R/P/F1, BOW embedding
+For every test context: 10 responses from the prior p(z | c), greedy, 40
+steps, decoded for many contexts at once (one jitted `decode_responses` call
+per `eval.sample_batch_size` contexts, keeping the tokens after `</s>` that
+the paper BOW reads; with `paper_tail=False`, `sample_responses`, which
+stops once every response has ended; the context turns are encoded
+beforehand, packed by length, `pack_utterances`); then BLEU-R/P/F1, BOW
+embedding
 Average/Extrema/Greedy and distinct-n in two labelled sections:
 
   paper     the original's arithmetic (DialogWAE's Metrics with NLTK 3.5,
