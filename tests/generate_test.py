@@ -376,3 +376,13 @@ def test_dialogue_report(dd_run, tmp_path):
     text = f.read()
   assert '| BLEU-R | 0.395 |' in text and '**context' not in text
   assert f'python -m launch.evaluate --workdir={dd_run} --split=test' in text
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(num_samples=0), 'num_samples=0: must be an integer >= 1'),
+    (dict(max_len=0), 'max_len=0: must be an integer >= 1'),
+    (dict(batch_size=-2), 'sample_batch_size=-2: must be an integer >= 1'),
+])
+def test_evaluator_options_checked_first(tmp_path, kwargs, message):
+  with pytest.raises(errors.ConfigError, match=message):
+    dialogue_eval.evaluate_run(str(tmp_path / 'none'), **kwargs)

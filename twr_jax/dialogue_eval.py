@@ -34,6 +34,7 @@ from twr_jax import dialogue_data
 from twr_jax import dialogue_metrics
 from twr_jax import dialogue_model
 from twr_jax import dialogue_train
+from twr_jax import errors
 from twr_jax import workdir as workdir_lib
 
 
@@ -250,7 +251,8 @@ def evaluate_run(
       `dialogue_metrics.read_references`); default `config.eval.references`.
     data_dir: overrides `config.data.dir`.
     num_samples, max_len, batch_size: override `config.eval`'s
-      num_samples, max_len and sample_batch_size.
+      num_samples, max_len and sample_batch_size; each >= 1 (else
+      errors.ConfigError, before anything is loaded).
     max_contexts: score only the first this many contexts (smoke runs).
     paper_tail: decode every response `max_len` steps, keeping what the
       decoder produces after `</s>` (SPEC B.6), which the paper section's
@@ -264,6 +266,12 @@ def evaluate_run(
     evaluation) and the samples under '_samples' (written to the samples
     file, not to eval_<split>.json).
   """
+  # Before any work; None takes the config's value.
+  decode.check_options(num=num_samples, max_len=max_len)
+  for name, value in (('num_samples', num_samples),
+                      ('sample_batch_size', batch_size)):
+    if value is not None and (not isinstance(value, int) or value < 1):
+      raise errors.ConfigError(f'{name}={value!r}: must be an integer >= 1.')
   run = workdir_lib.load_run(workdir, step)
   config = run.config
   if data_dir:
