@@ -2,6 +2,11 @@
 
   python -m launch.interpolate --workdir=W [--pairs=100] [--points=11]
       [--split=test] [--seed=0]
+  python -m launch.interpolate --workdir=W --pairs_file=pairs.txt
+
+Pairs are drawn at random from --split, or read from --pairs_file (one pair a
+line: a JSON list of two sentences, or two sentences separated by a tab;
+tokenised like the run's data). Language-model runs only.
 
 Writes W/interpolation.json (every setting, the mean ROUGE-1/2/L F1 curves
 w.r.t. both inputs, every pair's decodes), W/interpolation.txt (tables like the
@@ -17,19 +22,24 @@ from absl import flags
 from twr_jax import checkpoint
 from twr_jax import compile_cache
 from twr_jax import datasets
+from twr_jax import errors
+from twr_jax import generate
 from twr_jax import interpolate
 from twr_jax import workdir as workdir_lib
 
 flags.DEFINE_string('workdir', None, 'Training workdir.')
 flags.DEFINE_string('step', 'best', "'best', 'last' or a step number.")
 flags.DEFINE_enum('split', 'test', ['train', 'valid', 'test'], 'Split.')
-flags.DEFINE_integer('pairs', 100, 'Sentence pairs.')
-flags.DEFINE_integer('points', 11, 'Points on the alpha grid (0 .. 1).')
+flags.DEFINE_integer('pairs', 100, 'Sentence pairs (>= 1).')
+flags.DEFINE_string('pairs_file', None,
+                    'Pairs of your own, one a line: a JSON list of two'
+                    ' sentences or two tab-separated sentences.')
+flags.DEFINE_integer('points', 11, 'Points on the alpha grid (0 .. 1, >= 2).')
 flags.DEFINE_integer('seed', 0, 'Seed of the pair selection.')
-flags.DEFINE_integer('max_len', 100, 'Max decoded tokens.')
+flags.DEFINE_integer('max_len', 100, 'Max decoded tokens (>= 1).')
 flags.DEFINE_integer('max_sentence_len', None,
-                     'Exclude longer sentences (words); default: none.')
-flags.DEFINE_integer('show', 3, 'Example pairs in the text table.')
+                     'Exclude longer sentences (words, >= 1); default: none.')
+flags.DEFINE_integer('show', 3, 'Example pairs in the text table (>= 0).')
 flags.mark_flag_as_required('workdir')
 FLAGS = flags.FLAGS
 
@@ -56,16 +66,35 @@ def main(argv):
   del argv
   compile_cache.enable()  # Persistent XLA cache, see its docstring.
   checkpoint.quiet_orbax_logging()
+  interpolate.check_options(
+      num_pairs=FLAGS.pairs, num_points=FLAGS.points, max_len=FLAGS.max_len,
+      max_sentence_len=FLAGS.max_sentence_len)
+  if FLAGS.show < 0:
+    raise errors.ConfigError(f'show={FLAGS.show}: must be an integer >= 0.')
   step = workdir_lib.parse_step(FLAGS.step)
+  if workdir_lib.load_config(FLAGS.workdir).get('task', 'lm') == 'dialogue':
+    raise errors.ConfigError(
+        f'{FLAGS.workdir} is a dialogue run: interpolation is offered for'
+        ' language-model runs only.')
+  pairs = source = None
+  if FLAGS.pairs_file is not None:
+    texts = interpolate.read_pairs(FLAGS.pairs_file)
+    source = os.path.abspath(FLAGS.pairs_file)
   run = workdir_lib.load_run(FLAGS.workdir, step)
-  seqs = datasets.load(run.config, FLAGS.workdir,
-                       splits=(FLAGS.split,)).splits[FLAGS.split]
+  if source is None:
+    seqs = datasets.load(run.config, FLAGS.workdir,
+                         splits=(FLAGS.split,)).splits[FLAGS.split]
+  else:
+    seqs = generate.encode_sentences(run, [x for pair in texts for x in pair])
+    pairs = [(2 * i, 2 * i + 1) for i in range(len(texts))]
   result = interpolate.run(
       run.model, run.params, run.vocab, seqs, num_pairs=FLAGS.pairs,
       num_points=FLAGS.points, seed=FLAGS.seed, max_len=FLAGS.max_len,
-      max_sentence_len=FLAGS.max_sentence_len)
-  result.update(workdir=os.path.abspath(FLAGS.workdir), split=FLAGS.split,
-                step=run.step, variant=run.config.get('variant'))
+      max_sentence_len=FLAGS.max_sentence_len, pairs=pairs)
+  result.update(workdir=os.path.abspath(FLAGS.workdir),
+                split=FLAGS.split if source is None else None,
+                pairs_file=source, step=run.step,
+                variant=run.config.get('variant'))
   base = os.path.join(FLAGS.workdir, 'interpolation')
   with open(base + '.json', 'w') as f:
     json.dump(result, f, indent=2)

@@ -7,7 +7,9 @@ and distinct formulas, written from SPEC B.7.
 """
 
 import math
+import os
 import random
+import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -908,3 +910,141 @@ class ScoreResponsesTest(absltest.TestCase):
 
 if __name__ == '__main__':
   absltest.main()
+
+
+class PaperSectionByHandTest(absltest.TestCase):
+  """The paper section end to end (SPEC B.7), every number by hand.
+
+  Inputs as the evaluator passes them: full decodes (post-</s> tail and
+  <pad> included), reference words; vectors from a made-up file that has a
+  vector for every vocabulary token (so no random ones).
+  """
+
+  VECTORS = {'<pad>': (-1, 0), '<unk>': (-1, -1), '<s>': (1, -1),
+             '</s>': (0, 2), 'a': (1, 0), 'b': (0, 1), 'c': (1, 1),
+             'yes': (2, 1), 'no': (0, -1)}
+
+  def setUp(self):
+    super().setUp()
+    self.vocab = list(self.VECTORS)
+    self.hypotheses = [
+        [['a', 'b', '</s>', 'c', '<pad>'], ['</s>', 'a', 'a', 'a', 'a']],
+        [['yes', '</s>', 'no', 'no', 'no'], ['<pad>', 'no', '</s>', 'a', 'a']],
+    ]
+    self.references = [['a', 'b', 'c'], ['yes']]
+
+  def test_paper_section(self):
+    with tempfile.TemporaryDirectory() as folder:
+      path = os.path.join(folder, 'vectors.txt')
+      with open(path, 'w') as f:
+        f.writelines(f'{w} {x} {y}\n' for w, (x, y) in self.VECTORS.items())
+      embedding = dm.load_word_vectors(path, self.vocab)
+    np.testing.assert_array_equal(embedding, list(self.VECTORS.values()))
+    paper = dm.score_responses(self.hypotheses, self.references, embedding,
+                               self.vocab)['paper']
+
+    # BLEU, NLTK 3.5 method7 = method4 (i + k / ln L for a zero count, k = 5)
+    # then method5 (p_i <- (p_{i-1}' + p_i + p_{i+1}) / 3, p_0' = p_1 + 1,
+    # p_4 = the 5-gram precision = 0 here); hyp up to and incl. </s>, pads
+    # dropped; ref + </s>.
+    def bleu(p, bp):
+      p1 = (p[0] + 1 + p[0] + p[1]) / 3
+      p2 = (p1 + p[1] + p[2]) / 3
+      p3 = (p2 + p[2] + 0) / 3
+      return bp * (p1 * p2 * p3)**(1 / 3)
+    # 'a b </s>' vs 'a b c </s>': p = 3/3, 1/2, 0/1 -> 2 + 5 / ln 3;
+    # brevity penalty exp(1 - 4/3).
+    b11 = bleu([1, 1 / 2, 2 + 5 / math.log(3)], math.exp(1 - 4 / 3))
+    # '</s>' alone: ln 1 = 0 divides by zero -> 0.0 (the original's except).
+    b12 = 0.0
+    # 'yes </s>' vs 'yes </s>': p = 1, 1, 0/1 -> 2 + 5 / ln 2; bp 1.
+    b21 = bleu([1, 1, 2 + 5 / math.log(2)], 1.0)
+    # 'no </s>' (pad dropped): p = 1/2, 0/1 -> 1 + 5 / ln 2, 0/1 -> 2 + ...
+    b22 = bleu([1 / 2, 1 + 5 / math.log(2), 2 + 5 / math.log(2)], 1.0)
+    self.assertAlmostEqual(b22, 5.0307476982202, delta=1e-9)  # nltk 3.5 table
+    recall = (max(b11, b12) + max(b21, b22)) / 2
+    precision = ((b11 + b12) / 2 + (b21 + b22) / 2) / 2
+    self.assertAlmostEqual(paper['bleu_recall'], recall, delta=1e-12)
+    self.assertAlmostEqual(paper['bleu_precision'], precision, delta=1e-12)
+    self.assertAlmostEqual(paper['bleu_f1'], 2 * precision * recall
+                           / (precision + recall + 1e-11), delta=1e-12)
+
+    # BOW. cos of 2-D vectors; per context the max over the 2 samples.
+    def cos(u, v):
+      u, v = np.asarray(u, float), np.asarray(v, float)
+      n = np.linalg.norm(u) * np.linalg.norm(v)
+      return 0.0 if n == 0 else float(u @ v / n)
+    e = {w: np.array(v, float) for w, v in self.VECTORS.items()}
+    # Context 1, ref a b c (</s> read by greedy only), len 3, mean (2/3, 2/3).
+    # Sample 1 (len 2): mean (1/2, 1/2) -> cos 1. Sample 2 (len 0): mean 0
+    # -> cos 0.
+    average1 = max(1.0, 0.0)
+    # Context 2, ref 'yes': sample 1 (len 1) mean = yes -> 1; sample 2
+    # (len 2, <pad> no): mean (-1/2, -1/2) -> cos((-1,-1), (2,1)).
+    average2 = max(1.0, cos((-1, -1), (2, 1)))
+    self.assertAlmostEqual(paper['bow_average'], (average1 + average2) / 2,
+                           delta=1e-9)
+    # Extrema: mx = max_t e_t m_t (masked -> 0), mn = min_t e_t + 1 - m_t
+    # (masked -> e + 1), per dim mx if mx >= |mn| else mn.
+    # Ref 1 [a b c </s>], mask 1 1 1 0: mx (1, 1); mn min(a, b, c, (1, 3))
+    # = (0, 0) -> (1, 1).
+    # Sample 1,1 [a b </s> c <pad>] mask 1 1 0 0 0: mx (1, 1); mn min(a, b,
+    # (1, 3), (2, 2), (0, 1)) = (0, 0) -> (1, 1): cos 1.
+    # Sample 1,2 [</s> a a a a] all masked: mx (0, 0); mn min((1, 3),
+    # (2, 1)) = (1, 1) -> (1, 1): cos 1 (the bug: nothing decoded, cos 1).
+    extrema1 = max(cos((1, 1), (1, 1)), cos((1, 1), (1, 1)))
+    # Ref 2 [yes </s>] mask 1 0: mx (2, 1); mn min((2, 1), (1, 3)) = (1, 1)
+    # -> (2, 1).
+    # Sample 2,1 [yes </s> no no no] mask 1 0 0 0 0: mx (2, 1); mn
+    # min((2, 1), (1, 3), (1, 0) x3) = (1, 0) -> (2, 1): cos 1.
+    # Sample 2,2 [<pad> no </s> a a] mask 1 1 0 0 0: mx max((-1, 0),
+    # (0, -1), 0, 0, 0) = (0, 0); mn min((-1, 0), (0, -1), (1, 3), (2, 1),
+    # (2, 1)) = (-1, -1) -> (-1, -1): cos((-1, -1), (2, 1)).
+    extrema2 = max(1.0, cos((-1, -1), (2, 1)))
+    self.assertAlmostEqual(paper['bow_extrema'], (extrema1 + extrema2) / 2,
+                           delta=1e-9)
+
+    # Greedy, unmasked: every decoded position x every ref position (its
+    # </s> included): (mean_ref max_pred S + mean_pred max_ref S) / 2.
+    def greedy(pred, ref):
+      s = [[cos(e[p], e[r]) for r in ref] for p in pred]
+      per_ref = np.mean([max(s[i][j] for i in range(len(pred)))
+                         for j in range(len(ref))])
+      per_pred = np.mean([max(row) for row in s])
+      return (per_ref + per_pred) / 2
+    greedy1 = max(greedy(h, ['a', 'b', 'c', '</s>'])
+                  for h in self.hypotheses[0])
+    greedy2 = max(greedy(h, ['yes', '</s>']) for h in self.hypotheses[1])
+    # Spot values: sample 1,1 matches a, b, c, </s> exactly (cos 1 each,
+    # per_ref 1); its rows' maxima are 1, 1, 1, 1 and <pad>'s
+    # max(cos((-1, 0), .)) = 0 (against b), so per_pred 4/5: 0.9.
+    self.assertAlmostEqual(greedy(self.hypotheses[0][0],
+                                  ['a', 'b', 'c', '</s>']), 0.9, delta=1e-12)
+    self.assertAlmostEqual(paper['bow_greedy'], (greedy1 + greedy2) / 2,
+                           delta=1e-9)
+
+    # Distinct over the tokens before </s> (<pad> counted):
+    # [a b], [], [yes], [<pad> no].
+    eps = 1e-12 / 1e-5
+    intra1 = ((2 / 2.00001 + eps) / 2 + (1 / 1.00001 + 2 / 2.00001) / 2) / 2
+    intra2 = ((1 / 1.00001 + eps) / 2 + (eps + 1 / 1.00001) / 2) / 2
+    inter1 = (2 / 2.00001 + 3 / 3.00001) / 2
+    inter2 = (1 / 1.00001 + 1 / 1.00001) / 2
+    for key, value in (('intra_dist1', intra1), ('intra_dist2', intra2),
+                       ('inter_dist1', inter1), ('inter_dist2', inter2)):
+      self.assertAlmostEqual(paper[key], value, delta=1e-11, msg=key)
+    self.assertEqual(paper['avg_len'], (2 + 0 + 1 + 2) / 4)
+
+
+def test_standard_mode_reads_words_paper_mode_every_token():
+  """An emitted <s> or <pad> before </s>: paper counts it (the original
+  counts ids), standard drops it (not a word)."""
+  hypotheses = [[['yes', '<s>', '<pad>', 'no', '</s>', 'no']]]
+  result = dm.score_responses(hypotheses, [['yes', 'no']])
+  assert result['paper']['avg_len'] == 4
+  assert result['paper']['intra_dist1'] == pytest.approx(4 / 4.00001)
+  assert result['standard']['avg_len'] == 2
+  assert result['standard']['distinct2'] == 1.0  # The bigram (yes, no).
+  # Standard BLEU: 'yes no' is the reference itself.
+  assert result['standard']['bleu_recall'] == pytest.approx(
+      dm.sentence_bleu(['yes', 'no'], ['yes', 'no']))

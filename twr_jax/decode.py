@@ -7,15 +7,63 @@ number of tokens before EOS.
 """
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 
+from twr_jax import errors
 from twr_jax import models
 from twr_jax import text
 
 Array = jax.Array
 DECODERS = ('greedy', 'sample', 'beam')
+
+
+def _integer(name: str, value, low: int, meaning: str) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise errors.ConfigError(
+        f'{name}={value!r}: must be an integer >= {low} ({meaning}).')
+
+
+def check_options(*, decoder: str | None = None, num: int | None = None,
+                  max_len: int | None = None,
+                  temperature: float | None = None,
+                  beam_size: int | None = None,
+                  decoders: tuple[str, ...] = DECODERS) -> None:
+  """Checks decoding options before any work (issue 13 case 4).
+
+  The allowed values, and the degenerate ones with a standard meaning:
+
+    decoder      one of `decoders`;
+    num          an integer >= 0; 0 decodes nothing (an empty result);
+    max_len      an integer >= 1: decoding steps, EOS included;
+    temperature  a finite number >= 0; 0 is greedy decoding (the limit of
+                 softmax(logits / T) as T -> 0), so 'sample' at 0 equals
+                 'greedy';
+    beam_size    an integer >= 1; 1 is greedy decoding.
+
+  Options passed as None are not checked.
+
+  Raises:
+    errors.ConfigError: naming the option, its value and the allowed range.
+  """
+  if decoder is not None and decoder not in decoders:
+    raise errors.ConfigError(
+        f'decode={decoder!r}: must be one of {", ".join(decoders)}.')
+  if num is not None:
+    _integer('num', num, 0, '0 decodes nothing')
+  if max_len is not None:
+    _integer('max_len', max_len, 1, 'decoding steps, EOS included')
+  if temperature is not None:
+    if (isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature) or temperature < 0):
+      raise errors.ConfigError(
+          f'temperature={temperature!r}: must be a finite number >= 0'
+          ' (0 = greedy).')
+  if beam_size is not None:
+    _integer('beam_size', beam_size, 1, '1 = greedy')
 
 
 def argmax(logits: Array) -> Array:
@@ -61,14 +109,28 @@ def greedy(model: models.TWRVAE, params, z: Array, max_len: int):
   Returns:
     (tokens <i32>[B, max_len], lengths <i32>[B]).
   """
-  return sample(model, params, z, max_len, None, 1.0)
+  return _sample(model, params, z, max_len, None, 1.0)
+
+
+def sample(model: models.TWRVAE, params, z: Array, max_len: int,
+           key: jax.Array | None, temperature: float = 1.0):
+  """Ancestral sampling from softmax(logits / temperature).
+
+  Greedy if key is None or temperature is 0 (its limit). Shapes as in
+  `greedy`.
+
+  Raises:
+    errors.ConfigError: temperature < 0, or not finite.
+  """
+  check_options(temperature=float(temperature))
+  if temperature == 0:
+    key = None
+  return _sample(model, params, z, max_len, key, temperature)
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'max_len'))
-def sample(model: models.TWRVAE, params, z: Array, max_len: int,
-           key: jax.Array | None, temperature: float = 1.0):
-  """Ancestral sampling from softmax(logits / temperature); greedy if key is
-  None. Shapes as in `greedy`."""
+def _sample(model: models.TWRVAE, params, z: Array, max_len: int,
+            key: jax.Array | None, temperature: float):
   variables = {'params': params}
   carry = model.apply(variables, z, method=models.TWRVAE.decode_init)
   bos = jnp.full((z.shape[0],), text.BOS, jnp.int32)

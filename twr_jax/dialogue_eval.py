@@ -1,10 +1,12 @@
 """The dialogue evaluation of a trained run (SPEC B.6-B.8).
 
-For every test context: 10 responses from the prior p(z | c), greedy, up to
-40 tokens, decoded for many contexts at once (one jitted `sample_responses`
-call per `eval.sample_batch_size` contexts, which stops once every response
-has ended; the context turns are encoded beforehand, packed by length,
-`pack_utterances`); then BLEU-R/P/F1, BOW embedding
+For every test context: 10 responses from the prior p(z | c), greedy, 40
+steps, decoded for many contexts at once (one jitted `decode_responses` call
+per `eval.sample_batch_size` contexts, keeping the tokens after `</s>` that
+the paper BOW reads; with `paper_tail=False`, `sample_responses`, which
+stops once every response has ended; the context turns are encoded
+beforehand, packed by length, `pack_utterances`); then BLEU-R/P/F1, BOW
+embedding
 Average/Extrema/Greedy and distinct-n in two labelled sections:
 
   paper     the original's arithmetic (DialogWAE's Metrics with NLTK 3.5,
@@ -17,18 +19,22 @@ Average/Extrema/Greedy and distinct-n in two labelled sections:
 responses) next to the checkpoints.
 """
 
+import functools
 import json
 import os
 import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from twr_jax import decode
 from twr_jax import dialogue_data
 from twr_jax import dialogue_metrics
 from twr_jax import dialogue_model
 from twr_jax import dialogue_train
+from twr_jax import errors
 from twr_jax import workdir as workdir_lib
 
 
@@ -77,25 +83,120 @@ def pack_utterances(
   return out
 
 
+@functools.partial(
+    jax.jit, static_argnames=('model', 'num_samples', 'max_len',
+                              'temperature', 'keep_tail'))
+def decode_responses(
+    model: dialogue_model.DialogTWRVAE, params, batch: dict[str, jax.Array],
+    key: jax.Array, num_samples: int = 10, max_len: int = 40, *,
+    bos_id: int | jax.Array, eos_id: int | jax.Array,
+    temperature: float = 0.0, keep_tail: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+  """Responses from K prior samples per context, every row `max_len` steps.
+
+  The same z_k as `dialogue_model.sample_responses` (noise from
+  `fold_in(key, index)`), then `max_len` decoder steps for every row
+  (SPEC B.6), each feeding back the token it chose:
+
+    * temperature 0: argmax over every token, as the original's greedy
+      decoding; the tokens up to the first `</s>` are those of
+      `sample_responses`;
+    * temperature > 0: a draw from softmax(logits / temperature) with
+      `<pad>` and `<s>` never drawn (neither is a next word), keyed by
+      `fold_in(fold_in(key, index), step)` so that a context's responses do
+      not depend on its batch.
+
+  With `keep_tail`, the tokens after the first `</s>` are kept as decoded:
+  the original keeps decoding after `</s>`, and its paper-mode BOW Extrema
+  and Greedy read those tokens (SPEC B.7). Without it they are PAD.
+
+  Args:
+    model, params: the model (static) and its parameters.
+    batch: a `dialogue_data` batch, optionally with 'utterances' (see
+      `dialogue_model.sample_responses`).
+    key: a typed PRNG key.
+    num_samples: K.
+    max_len: decoder steps.
+    bos_id, eos_id: the ids of `<s>` and `</s>`.
+    temperature: >= 0, static (one compile per value; callers check it,
+      `decode.check_options`).
+    keep_tail: keep the tokens after the first `</s>`.
+
+  Returns:
+    (tokens <i32>[B, K, max_len], lengths <i32>[B, K]: tokens before the
+    first `</s>`, max_len if none).
+  """
+  variables = {'params': params}
+  if 'utterances' in batch:
+    c, _ = model.apply(
+        variables, batch['utterances'], batch['floors'], batch['num_turns'],
+        method=dialogue_model.DialogTWRVAE.context_states)
+  else:
+    c, _ = model.apply(
+        variables, batch['context'], batch['context_lens'], batch['floors'],
+        batch['num_turns'], method=dialogue_model.DialogTWRVAE.encode_context)
+  mu, logvar = model.apply(variables, c,
+                           method=dialogue_model.DialogTWRVAE.prior)
+  keys = dialogue_model.example_keys(key, batch['index'])
+  z = dialogue_model.prior_samples(keys, mu, logvar, num_samples)
+  b, k = z.shape[:2]
+  z = z.reshape(b * k, -1)
+  carry = model.apply(variables, z, jnp.repeat(c, k, axis=0),
+                      method=dialogue_model.DialogTWRVAE.decode_init)
+  # One sampling key per row (context, sample), independent of the batch.
+  row_keys = jax.vmap(lambda kk: jax.random.split(kk, k))(
+      jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)).reshape(-1)
+
+  def step(state, t):
+    carry, prev = state
+    carry, logits = model.apply(
+        variables, carry, prev, method=dialogue_model.DialogTWRVAE.decode_step)
+    if temperature > 0:
+      logits = logits.at[:, jnp.array([dialogue_data.PAD, bos_id])].set(
+          -jnp.inf)
+      nxt = jax.vmap(lambda kk, x: jax.random.categorical(
+          jax.random.fold_in(kk, t), x))(row_keys, logits / temperature)
+    else:
+      nxt = decode.argmax(logits)
+    nxt = nxt.astype(jnp.int32)
+    return (carry, nxt), nxt
+
+  bos = jnp.full((b * k,), bos_id, jnp.int32)
+  _, tokens = jax.lax.scan(step, (carry, bos), jnp.arange(max_len))
+  tokens = tokens.T.reshape(b, k, max_len)
+  before = jnp.cumsum(tokens == eos_id, axis=-1) == 0
+  lengths = jnp.sum(before, axis=-1).astype(jnp.int32)
+  if not keep_tail:
+    # PAD after the first </s>, as `sample_responses`.
+    ended = jnp.cumsum(jnp.cumsum(tokens == eos_id, axis=-1), axis=-1) > 1
+    tokens = jnp.where(ended, dialogue_data.PAD, tokens)
+  return tokens, lengths
+
+
 def sample_examples(
     model: dialogue_model.DialogTWRVAE, params,
     examples: list[dialogue_data.Example], vocab: dialogue_data.DialogVocab,
     key: jax.Array, *, num_samples: int = 10, max_len: int = 40,
     batch_size: int = 256, window: int = 10, max_utt_len: int = 40,
-    pack: bool = True, compact: bool = True,
+    pack: bool = True, compact: bool = True, temperature: float = 0.0,
+    keep_tail: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Greedy prior samples for every example, `batch_size` contexts a call.
+  """Prior samples for every example, `batch_size` contexts a call.
 
   Every call has the same static shapes (the last batch is padded), so the
   decoder compiles once. Sample k of example i depends on (key, i) only.
   With `pack`, the context turns are encoded beforehand by
   `pack_utterances` (same samples up to float rounding, much less encoder
-  work); without it, each call encodes its padded batch. `compact`: see
-  `dialogue_model.sample_responses`.
+  work); without it, each call encodes its padded batch.
+
+  Greedy without `keep_tail` runs `dialogue_model.sample_responses` (early
+  stop, `compact` rows); a temperature > 0 or `keep_tail` runs
+  `decode_responses` (every row max_len steps). Both give the same greedy
+  tokens up to the first `</s>`.
 
   Returns:
     (tokens <int32>[C, K, max_len], lengths <int32>[C, K]), see
-    `dialogue_model.sample_responses`.
+    `decode_responses`.
   """
   batches = list(dialogue_data.eval_batches(
       examples, vocab, batch_size, window=window, max_utt_len=max_utt_len))
@@ -106,9 +207,15 @@ def sample_examples(
       batch['utterances'] = u
   tokens, lengths = [], []
   for batch in batches:
-    out = dialogue_model.sample_responses(
-        model, params, batch, key, num_samples, max_len,
-        bos_id=vocab.bos_id, eos_id=vocab.eos_id, compact=compact)
+    if temperature > 0 or keep_tail:
+      out = decode_responses(
+          model, params, batch, key, num_samples, max_len,
+          bos_id=vocab.bos_id, eos_id=vocab.eos_id, temperature=temperature,
+          keep_tail=keep_tail)
+    else:
+      out = dialogue_model.sample_responses(
+          model, params, batch, key, num_samples, max_len,
+          bos_id=vocab.bos_id, eos_id=vocab.eos_id, compact=compact)
     keep = batch['weights'] > 0
     t, n = jax.device_get(out)
     tokens.append(t[keep])
@@ -122,8 +229,17 @@ def evaluate_run(
     data_dir: str | None = None, num_samples: int | None = None,
     max_len: int | None = None, batch_size: int | None = None,
     max_contexts: int | None = None, compute_dtype: str | None = None,
+    paper_tail: bool = True,
 ) -> dict[str, Any]:
   """Samples and scores responses for a split's contexts.
+
+  What each metric receives (the audit in BUILD_NOTES.md, "Dialogue
+  metrics audit"): the hypotheses are the full decodes as token strings,
+  `<pad>`, `<s>` and `</s>` included, and with `paper_tail` the tokens the
+  decoder produced after `</s>` (the original decodes all `max_len` steps);
+  the references are the response words (`<s>`, `</s>` stripped; OOV
+  words are `<unk>` as in the original). `score_responses` then cuts each
+  metric's input as SPEC B.7 / B.8 say.
 
   Args:
     workdir: a dialogue training workdir.
@@ -136,10 +252,16 @@ def evaluate_run(
       `dialogue_metrics.read_references`); default `config.eval.references`.
     data_dir: overrides `config.data.dir`.
     num_samples, max_len, batch_size: override `config.eval`'s
-      num_samples, max_len and sample_batch_size.
+      num_samples, max_len and sample_batch_size; each >= 1 (else
+      errors.ConfigError, before anything is loaded).
     max_contexts: score only the first this many contexts (smoke runs).
     compute_dtype: overrides the run's `train.compute_dtype` (None: the
       run's).
+    paper_tail: decode every response `max_len` steps, keeping what the
+      decoder produces after `</s>` (SPEC B.6), which the paper section's
+      BOW Extrema and Greedy read (SPEC B.7). False stops each response at
+      `</s>` (faster); the paper BOW then sees `<pad>` there instead and no
+      longer equals the original's. No other number changes.
 
   Returns:
     A JSON-ready dict: 'paper' and 'standard' sections, 'notes', timings
@@ -147,6 +269,12 @@ def evaluate_run(
     evaluation) and the samples under '_samples' (written to the samples
     file, not to eval_<split>.json).
   """
+  # Before any work; None takes the config's value.
+  decode.check_options(num=num_samples, max_len=max_len)
+  for name, value in (('num_samples', num_samples),
+                      ('sample_batch_size', batch_size)):
+    if value is not None and (not isinstance(value, int) or value < 1):
+      raise errors.ConfigError(f'{name}={value!r}: must be an integer >= 1.')
   run = workdir_lib.load_run(workdir, step, compute_dtype)
   config = run.config
   if data_dir:
@@ -169,14 +297,18 @@ def evaluate_run(
 
   start = time.time()
   key = jax.random.fold_in(jax.random.key(config.seed), 3)
-  tokens, lengths = sample_examples(
+  tokens, _ = sample_examples(
       run.model, run.params, examples, vocab, key, num_samples=num_samples,
       max_len=max_len, batch_size=batch_size, window=config.data.window,
-      max_utt_len=config.data.max_utt_len)
+      max_utt_len=config.data.max_utt_len, keep_tail=paper_tail)
   sample_seconds = time.time() - start
 
   start = time.time()
-  hypotheses = [[vocab.decode(s) for s in samples] for samples in tokens]
+  # The full decodes: paper BLEU keeps </s> (and <s>, dropping only
+  # <pad>), paper distinct and avg_len count <pad>s before </s>, and paper
+  # BOW reads every position (SPEC B.7). `vocab.decode` would cut them.
+  hypotheses = [[[vocab.tokens[i] for i in s] for s in samples]
+                for samples in tokens]
   refs = [vocab.decode(ex.response) for ex in examples]
   embedding = None
   if word_vectors:
@@ -191,15 +323,15 @@ def evaluate_run(
            context=[' '.join(vocab.decode(t[:n])) for t, n in
                     zip(ex.context, ex.context_lens)],
            reference=' '.join(dialogue_metrics.reference_words(r)),
-           responses=[' '.join(h[:n]) for h, n in zip(hyps, lens)])
-      for i, (ex, r, hyps, lens) in enumerate(
-          zip(examples, refs, hypotheses, lengths))
+           responses=[' '.join(vocab.decode(s)) for s in ids])
+      for i, (ex, r, ids) in enumerate(zip(examples, refs, tokens))
   ]
   return dict(
       workdir=os.path.abspath(workdir), split=split, step=run.step,
       checkpoint=step, variant=config.get('variant'),
       corpus=config.data.format, num_samples=num_samples, max_len=max_len,
       word_vectors=word_vectors or None, references=references or None,
+      paper_tail=paper_tail,
       sample_seconds=sample_seconds, metric_seconds=metric_seconds,
       contexts_per_s=len(examples) / total,
       **scores, _samples=samples,

@@ -779,10 +779,10 @@ NOTES = {
         ' </s> (pads counted).'),
     'standard': (
         'SPEC B.8 fixes: BLEU with NLTK >= 3.6 method7 on the words before'
-        ' </s> (no free </s> unigram, pads dropped); BOW over those words and'
-        ' the reference words only, max over samples; corpus-level'
+        ' </s> (no free </s> unigram, <pad> and <s> dropped); BOW over those'
+        ' words and the reference words only, max over samples; corpus-level'
         ' distinct-n (Li et al. 2016) over all responses; avg_len = words'
-        ' before </s>, pads dropped.'),
+        ' before </s>, <pad> and <s> dropped.'),
 }
 
 # Appended to NOTES when `score_responses` gets multi_references.
@@ -826,7 +826,7 @@ def score_responses(
   contexts of the mean number of tokens before the first </s>.
 
   Standard section (SPEC B.8): each hypothesis becomes its words before the
-  first </s> with pads dropped; BLEU-R/P/F1 with `impl='nltk_modern'` against
+  first </s> with <pad> and <s> dropped; BLEU-R/P/F1 with `impl='nltk_modern'` against
   the reference words, neither side ending in </s>; BOW with
   `mode='standard'` on those words; corpus distinct-1/2 over all responses;
   avg_len = mean number of those words. BOW and BLEU keep the original's
@@ -878,8 +878,10 @@ def score_responses(
   lens = [[len(_before_eos(sample)) for sample in samples] for samples in full]
   paper_tokens = [[sample[:n] for sample, n in zip(samples, sample_lens)]
                   for samples, sample_lens in zip(full, lens)]
-  standard_tokens = [[[t for t in sample if t != PAD] for sample in samples]
-                     for samples in paper_tokens]
+  # Standard mode reads words: no <pad>, and no <s> (the unmasked argmax
+  # can emit it; it is not a word of a response).
+  standard_tokens = [[[t for t in sample if t not in (PAD, BOS)]
+                      for sample in samples] for samples in paper_tokens]
 
   paper_hyps = [[_paper_bleu_hypothesis(s) for s in samples]
                 for samples in full]

@@ -7,6 +7,7 @@ monotone fall w.r.t. x1 and a rise w.r.t. x2 (paper Fig. 2, Table 4).
 """
 
 import functools
+import json
 from typing import Any
 
 import jax
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from twr_jax import decode
+from twr_jax import errors
 from twr_jax import models
 from twr_jax import rouge
 from twr_jax import text
@@ -48,26 +50,95 @@ def choose_pairs(num_sentences: int, num_pairs: int, seed: int,
                    for _ in range(num_pairs)])
 
 
+def check_options(*, num_pairs: int, num_points: int, max_len: int,
+                  max_sentence_len: int | None) -> None:
+  """Checks the interpolation options before any work.
+
+  Raises:
+    errors.ConfigError: naming the option and its allowed range: pairs >= 1,
+      points >= 2 (both ends), max_len >= 1, max_sentence_len >= 1 or None.
+  """
+  for name, value, low in (('pairs', num_pairs, 1), ('points', num_points, 2),
+                           ('max_len', max_len, 1),
+                           ('max_sentence_len', max_sentence_len, 1)):
+    if value is None and name == 'max_sentence_len':
+      continue
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      raise errors.ConfigError(f'{name}={value!r}: must be an integer >='
+                               f' {low}.')
+
+
+def read_pairs(path: str) -> list[tuple[str, str]]:
+  """Sentence pairs to interpolate between, one pair per line.
+
+  A line is a JSON list of two strings (`["a cat sat .", "the dog ran ."]`)
+  or two sentences separated by a tab. Blank lines are skipped.
+
+  Raises:
+    errors.DataError: naming file:line for a line that is neither, or an
+      empty sentence; or if the file is missing or has no pair.
+  """
+  try:
+    with open(path, encoding='utf-8') as f:
+      lines = f.read().splitlines()
+  except (FileNotFoundError, IsADirectoryError):
+    raise errors.DataError(f'{path}: not a readable file') from None
+  except UnicodeDecodeError as e:
+    raise errors.DataError(f'{path}: not UTF-8 ({e.reason} at byte'
+                           f' {e.start})') from None
+  pairs = []
+  for number, line in enumerate(lines, start=1):
+    if not line.strip():
+      continue
+    where = f'{path}:{number}'
+    if line.lstrip().startswith('['):
+      try:
+        pair = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise errors.DataError(f'{where}: invalid JSON ({e.msg})') from None
+    else:
+      pair = line.split('\t')
+    if (not isinstance(pair, list) or len(pair) != 2
+        or not all(isinstance(x, str) for x in pair)):
+      raise errors.DataError(f'{where}: expected two sentences, a JSON list'
+                             ' of two strings or two tab-separated fields')
+    if not all(x.strip() for x in pair):
+      raise errors.DataError(f'{where}: empty sentence')
+    pairs.append((pair[0], pair[1]))
+  if not pairs:
+    raise errors.DataError(f'{path}: no sentence pair')
+  return pairs
+
+
 def run(model: models.TWRVAE, params, vocab: text.Vocab,
         sequences: list[np.ndarray], *, num_pairs: int = 100,
         num_points: int = 11, seed: int = 0, max_len: int = 100,
-        max_sentence_len: int | None = None) -> dict[str, Any]:
-  """Interpolates between random sentence pairs of a split.
+        max_sentence_len: int | None = None,
+        pairs: np.ndarray | None = None) -> dict[str, Any]:
+  """Interpolates between sentence pairs: random ones of a split, or given.
 
   Args:
     model, params, vocab: the trained model.
-    sequences: the split, each <i32>[L] BOS ... EOS.
+    sequences: the sentences, each <i32>[L] BOS ... EOS.
     num_pairs, num_points, seed: M pairs, the alpha grid, the pair seed.
     max_len: decoding steps.
     max_sentence_len: exclude sentences with more words than this.
+    pairs: <int>[M, 2] indices into `sequences` of the pairs to use; then
+      num_pairs, seed and max_sentence_len are not used.
 
   Returns:
     A JSON-ready dict: settings, alphas, mean ROUGE curves w.r.t. x1 and x2,
     and every pair's sentences and decodes.
   """
   lengths = np.array([len(s) for s in sequences])
-  eligible = None if max_sentence_len is None else lengths - 2 <= max_sentence_len
-  pairs = choose_pairs(len(sequences), num_pairs, seed, eligible)
+  if pairs is None:
+    eligible = (None if max_sentence_len is None
+                else lengths - 2 <= max_sentence_len)
+    pairs = choose_pairs(len(sequences), num_pairs, seed, eligible)
+    selection = 'uniform distinct pairs, numpy default_rng(seed)'
+  else:
+    pairs = np.asarray(pairs).reshape(-1, 2)
+    num_pairs, selection = len(pairs), 'given pairs'
   ends = sorted(set(pairs.reshape(-1).tolist()))
   width = int(lengths[ends].max())
   tokens = np.zeros((len(ends), width), np.int32)
@@ -99,7 +170,7 @@ def run(model: models.TWRVAE, params, vocab: text.Vocab,
       pairs=num_pairs, points=num_points, seed=seed,
       alphas=alphas.tolist(), rouge=mean, examples=examples,
       settings=dict(
-          pair_selection='uniform distinct pairs, numpy default_rng(seed)',
+          pair_selection=selection,
           max_sentence_len=max_sentence_len,
           z='posterior mean of the Gaussian z follows (masked, SPEC A.10)',
           decoding=f'greedy, at most {max_len} tokens, stop at EOS',
