@@ -11,7 +11,10 @@ step between
   pmap:          the same under `jax.pmap` on one device;
   jit_plain_out: jit with the output layer computed as x @ W + b like nn.Dense
                  (the model before `models.affine`, same values);
-  matmul:        a 2048 x 2048 fp32 `jnp` matmul, the measured peak,
+  jit_bf16:      jit with `train.compute_dtype=bfloat16` (`--bf16`): matmuls
+                 on bfloat16 operands, parameters and losses float32;
+  matmul:        a 2048 x 2048 fp32 `jnp` matmul, the measured peak (and the
+                 same in bfloat16, `matmul_peak_bf16_gflops`),
 
 so that machine noise hits all alike. Then it runs the PyTorch reference
 (../shared/bench/torch_reference_step.py, 2 threads) as subprocesses, if torch
@@ -107,6 +110,7 @@ def define_flags():
       os.path.join(ROOT, '..', 'shared', 'bench', 'torch_reference_step.py'),
       'The PyTorch reference step.')
   flags.DEFINE_bool('plain_out', True, 'Also time the plain-dot output layer.')
+  flags.DEFINE_bool('bf16', True, 'Also time compute_dtype=bfloat16.')
   flags.DEFINE_bool('profile', True, 'Time the parts of the step.')
   flags.DEFINE_enum(
       'malloc', 'keep', ['keep', 'default'],
@@ -144,9 +148,9 @@ def step_flops(batch: int, length: int, vocab: int, emb: int, hidden: int,
   return parts
 
 
-def matmul_peak(n: int = PEAK_N):
-  """A jitted n x n fp32 matmul and its FLOPs: (fn, operand, 2 n^3)."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+def matmul_peak(n: int = PEAK_N, dtype=jnp.float32):
+  """A jitted n x n matmul and its FLOPs: (fn, operand, 2 n^3)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   return jax.jit(lambda x: x @ x), a, 2 * n**3
 
 
@@ -276,6 +280,8 @@ def main(_):
         'vocab_size', 'emb_dim', 'hidden', 'latent', 'cell', 'z_mode',
         'dropout')})
     variants['jit_plain_out'] = (plain, 'jit')
+  if FLAGS.bf16:
+    variants['jit_bf16'] = (model.clone(dtype=jnp.bfloat16), 'jit')
   runs = {}
   for name, (mdl, mode) in variants.items():
     layout = parallel.Layout(mode=mode, num_devices=1)
@@ -292,6 +298,9 @@ def main(_):
   peak_fn, peak_x, peak_flops = matmul_peak()
   jax.block_until_ready(peak_fn(peak_x))
   peak_times = []
+  bf16_fn, bf16_x, _ = matmul_peak(dtype=jnp.bfloat16)
+  jax.block_until_ready(bf16_fn(bf16_x))
+  bf16_peak_times = []
 
   # FLOP cross-check: XLA's cost analysis of the step at the commonest T.
   t_common = max(set(lengths_t), key=lengths_t.count)
@@ -324,6 +333,7 @@ def main(_):
         jax.block_until_ready(met)
         run['times'].append(time.perf_counter() - t)
       peak_times.append(_timed(peak_fn, peak_x))
+      bf16_peak_times.append(_timed(bf16_fn, bf16_x))
     if have_torch:
       run = functools.partial(run_torch, FLAGS.torch_script, vocab,
                               FLAGS.torch_threads,
@@ -345,7 +355,9 @@ def main(_):
          'mean_T': round(float(np.mean(lengths_t)), 2),
          'shapes': sorted(set(lengths_t)),
          'flops_per_step_mean_g': round(float(np.mean(flops)) / 1e9, 2),
-         'matmul_peak_gflops': round(peak, 1)}
+         'matmul_peak_gflops': round(peak, 1),
+         'matmul_peak_bf16_gflops': round(
+             peak_flops / statistics.median(bf16_peak_times) / 1e9, 1)}
   f_common = step_flops(64, t_common, vocab, m.emb_dim, m.hidden, m.latent)
   out['flops_check'] = dict(
       T=t_common, analytic_g=round(f_common['step'] / 1e9, 2),
@@ -364,6 +376,9 @@ def main(_):
   ratios = {'pmap_over_jit_time': round(
       sum(runs['pmap']['times']) / jit_total, 3),
             'jit_pct_of_peak': out['jit']['pct_of_peak']}
+  if 'jit_bf16' in runs:
+    ratios['bf16_over_jit_time'] = round(
+        sum(runs['jit_bf16']['times']) / jit_total, 3)
   if 'jit_plain_out' in runs:
     ratios['plain_out_over_jit_time'] = round(
         sum(runs['jit_plain_out']['times']) / jit_total, 3)

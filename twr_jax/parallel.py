@@ -70,8 +70,9 @@ class Layout:
     # pmap axis, and a step fed inputs with another sharding (replicate's) is
     # compiled again on its second call. Passing the state through an
     # identity pmap once gives it the outputs' sharding: one compile per
-    # shape instead of two (at paper size, tens of seconds per run).
-    return jax.pmap(lambda x: x, axis_name=AXIS, devices=devices)(tree)
+    # shape instead of two (at paper size, tens of seconds per run). No
+    # `devices`: like the steps `compile` builds (and valid multi-host).
+    return jax.pmap(lambda x: x, axis_name=AXIS)(tree)
 
   def unreplicate(self, tree: Any) -> Any:
     """Fetches one copy of a replicated pytree to host NumPy arrays."""
