@@ -45,7 +45,9 @@ flags.DEFINE_integer('num_samples', None, 'Dialogue: responses per context.')
 flags.DEFINE_integer('sample_batch_size', None,
                      'Dialogue: contexts decoded together.')
 flags.DEFINE_integer('max_contexts', None,
-                     'Dialogue: only the first N contexts (smoke runs).')
+                     'Dialogue: only the first N contexts (smoke runs); a'
+                     ' --references file still has a line per context of the'
+                     ' whole split.')
 flags.DEFINE_bool(
     'keep_host_memory', True,
     'Keep freed host memory mapped (glibc malloc: one arena, no mmap, no'

@@ -246,8 +246,15 @@ def wordpunct(utterance: str) -> list[str]:
 
 
 def tokenize_utterance(utterance: str) -> list[str]:
-  """Returns `['<s>'] + wordpunct(utterance.lower()) + ['</s>']` (SPEC B.1)."""
-  return [BOS_TOKEN] + wordpunct(utterance.lower()) + [EOS_TOKEN]
+  """Returns `['<s>'] + wordpunct(utterance.lower()) + ['</s>']` (SPEC B.1).
+
+  U+FEFF (`text.BOM`) is removed first: `wordpunct` would make it a token of
+  its own (it is neither `\\w` nor `\\s`), and no token may hold it. The
+  file readers drop raw ones already (`text.read_lines`); this also covers a
+  JSON-escaped `"\\ufeff"` and text from elsewhere.
+  """
+  utterance = utterance.replace(text.BOM, '').lower()
+  return [BOS_TOKEN] + wordpunct(utterance) + [EOS_TOKEN]
 
 
 def tokenize_dialogue(
