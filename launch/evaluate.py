@@ -16,10 +16,10 @@ context scored by BLEU, BOW embedding and distinct-n in `paper` (SPEC B.7) and
 import json
 import os
 
-from absl import app
 from absl import flags
 
 from twr_jax import checkpoint
+from twr_jax import cli
 from twr_jax import dialogue_eval
 from twr_jax import host_memory
 from twr_jax import lm_eval
@@ -88,7 +88,7 @@ def main(argv):
 
 def run():
   """Console entry point (`twr-evaluate`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -12,10 +12,10 @@ W/samples_<mode>_<decode>.txt.
 
 import os
 
-from absl import app
 from absl import flags
 
 from twr_jax import checkpoint
+from twr_jax import cli
 from twr_jax import decode
 from twr_jax import generate
 from twr_jax import workdir as workdir_lib
@@ -56,7 +56,7 @@ def main(argv):
 
 def run():
   """Console entry point (`twr-generate`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -56,8 +56,8 @@ def test_vocab_file_with_a_bom_loads(tmp_path):
 
 def test_bom_inside_a_file_is_removed_with_one_warning(tmp_path, caplog):
   # Two files concatenated, each with its BOM: the second is on line 3.
-  path = _write(tmp_path / 'train.txt',
-                BOM + b'the cat\nthe dog\n' + BOM + b'the end\nthe\xef\xbb\xbfre\n')
+  path = _write(tmp_path / 'train.txt', BOM + b'the cat\nthe dog\n'
+                + BOM + b'the end\nthe' + BOM + b're\n')
   with caplog.at_level(logging.WARNING):
     lines = text.read_lines(path)
   assert lines == ['the cat', 'the dog', 'the end', 'there']
