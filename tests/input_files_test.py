@@ -118,6 +118,10 @@ def test_word_vectors_drop_a_leading_bom(tmp_path):
   # Before: the first line was the word '\ufeffthe', so 'the' got a random
   # vector.
   np.testing.assert_array_equal(vectors, [[1, 2], [3, 4]])
+  # Two files concatenated: the second one's BOM is dropped from its token.
+  path = _write(tmp_path / 'cat.txt', BOM + b'the 1 2\n' + BOM + b'cat 3 4\n')
+  vectors = dialogue_metrics.load_word_vectors(path, ['the', 'cat'])
+  np.testing.assert_array_equal(vectors, [[1, 2], [3, 4]])
 
 
 # ----------------------------------------------------------------------------
@@ -142,7 +146,7 @@ def test_word_vectors_tokens_with_spaces_are_skipped(tmp_path, caplog):
                                 np.random.RandomState(1111).randn(3) * 0.1)
   (warning,) = [r.getMessage() for r in caplog.records
                 if r.levelname == 'WARNING']
-  assert "2 lines whose token holds a space" in warning
+  assert "2 line(s) whose token holds a space skipped" in warning
   assert "line 2, 'at name@domain.com'" in warning
 
 
@@ -181,7 +185,7 @@ def test_word_vectors_repeated_words_first_wins_one_warning(tmp_path, caplog):
   np.testing.assert_array_equal(vectors, [[1, 2], [3, 4]])
   (warning,) = [r.getMessage() for r in caplog.records
                 if r.levelname == 'WARNING']
-  assert "3 lines repeat a vocabulary word" in warning
+  assert "3 line(s) repeating a vocabulary word skipped" in warning
   assert "line 3, 'the'" in warning
 
 

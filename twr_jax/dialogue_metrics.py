@@ -664,12 +664,12 @@ def load_word_vectors(path: str | os.PathLike[str],
   if dim is None:
     raise errors.DataError(f'{name}: no word vectors found.')
   messages = {
-      'spaced': 'lines whose token holds a space were skipped (no'
-                ' vocabulary word can match them)',
-      'repeated': 'lines repeat a vocabulary word; the first vector of each'
-                  ' word is used',
-      'bom': 'tokens held U+FEFF (a byte-order mark: concatenated files?);'
-             ' it was removed',
+      'spaced': 'line(s) whose token holds a space skipped (no vocabulary'
+                ' word can match them)',
+      'repeated': 'line(s) repeating a vocabulary word skipped (the first'
+                  ' vector of each word is used)',
+      'bom': 'token(s) held U+FEFF (a byte-order mark: concatenated'
+             ' files?), removed',
   }
   for kind, (n, first, token) in skipped.items():
     if n:
