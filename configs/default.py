@@ -13,6 +13,8 @@ latent 32, LSTM, dropout 0.5, Adam lr 1e-4 eps 1e-6 with coupled L2 1e-5, batch
 import ml_collections
 from ml_collections import config_dict
 
+from twr_jax import errors
+
 # Variant name -> overrides (dotted field -> value). `vae*` are the paper's
 # VAE-LSTM / GRU / RNN baselines: KL on the last step only, with He et al.'s
 # linear KL annealing (0.1 -> 1 over 10 epochs). The other baselines of the
@@ -178,12 +180,18 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str,
     config: the config.
     variant: a key of `variants` ('' means 'twr').
     variants: name -> overrides; default this file's `VARIANTS`.
+
+  Raises:
+    errors.ConfigError: `variant` is not a key of `variants`; the message
+      lists them on a line of its own.
   """
   variants = VARIANTS if variants is None else variants
   variant = variant or 'twr'
   if variant not in variants:
-    raise ValueError(
-        f'unknown variant {variant!r}; allowed: {", ".join(variants)}'
+    # The allowed list on a line of its own, to copy from (issue 13).
+    raise errors.ConfigError(
+        f'unknown variant {variant!r}; the variants (--config=FILE:VARIANT)'
+        f' are:\n{", ".join(variants)}'
     )
   set_fields(config, variants[variant])
   config.variant = variant

@@ -16,10 +16,10 @@ context scored by BLEU, BOW embedding and distinct-n in `paper` (SPEC B.7) and
 import json
 import os
 
-from absl import app
 from absl import flags
 
 from twr_jax import checkpoint
+from twr_jax import cli
 from twr_jax import compile_cache
 from twr_jax import dialogue_eval
 from twr_jax import host_memory
@@ -46,7 +46,9 @@ flags.DEFINE_integer('num_samples', None, 'Dialogue: responses per context.')
 flags.DEFINE_integer('sample_batch_size', None,
                      'Dialogue: contexts decoded together.')
 flags.DEFINE_integer('max_contexts', None,
-                     'Dialogue: only the first N contexts (smoke runs).')
+                     'Dialogue: only the first N contexts (smoke runs); a'
+                     ' --references file still has a line per context of the'
+                     ' whole split.')
 flags.DEFINE_bool(
     'keep_host_memory', True,
     'Keep freed host memory mapped (glibc malloc: one arena, no mmap, no'
@@ -92,7 +94,7 @@ def main(argv):
 
 def run():
   """Console entry point (`twr-evaluate`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -33,10 +33,10 @@ greedy).
 import json
 import os
 
-from absl import app
 from absl import flags
 
 from twr_jax import checkpoint
+from twr_jax import cli
 from twr_jax import compile_cache
 from twr_jax import decode
 from twr_jax import errors
@@ -128,7 +128,7 @@ def main(argv):
 
 def run():
   """Console entry point (`twr-generate`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -16,10 +16,10 @@ paper's) and W/interpolation.png.
 import json
 import os
 
-from absl import app
 from absl import flags
 
 from twr_jax import checkpoint
+from twr_jax import cli
 from twr_jax import compile_cache
 from twr_jax import datasets
 from twr_jax import errors
@@ -114,7 +114,7 @@ def main(argv):
 
 def run():
   """Console entry point (`twr-interpolate`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ matplotlib: pip install 'twr_jax[plots]'.
 from absl import app
 from absl import flags
 
+from twr_jax import cli
 from twr_jax import plots
 
 FLAGS = flags.FLAGS
@@ -38,7 +39,7 @@ def main(argv):
 
 def run():
   """Console entry point (`twr-plot`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -20,6 +20,7 @@ import jax
 from ml_collections import config_flags
 
 from twr_jax import checkpoint
+from twr_jax import cli
 from twr_jax import compile_cache
 from twr_jax import host_memory
 from twr_jax import train
@@ -81,7 +82,7 @@ def run():
   except ImportError:  # A checkout on sys.path without installing.
     import configs  # pylint: disable=g-import-not-at-top
   sys.argv = configs.resolve_config_flags(sys.argv)
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -640,7 +640,8 @@ def test_load_word_vectors_glove_file_and_random_missing_words(tmp_path):
   assert vectors.dtype == np.float64
   assert vectors.shape == (6, 3)
   np.testing.assert_array_equal(vectors[2], [0.1, -0.2, 0.3])
-  np.testing.assert_array_equal(vectors[4], [1.0, 1.0, 1.0])  # Last wins.
+  # First wins (the original kept the last; issue 13).
+  np.testing.assert_array_equal(vectors[4], [1e-3, 2.0, -4.5])
   # The original: np.random.seed(1111), then randn(D) * 0.1 per missing word
   # in vocabulary order.
   np.random.seed(1111)
@@ -665,7 +666,7 @@ def test_load_word_vectors_skips_word2vec_header(tmp_path):
     ('count.txt', 'a 1 2\nb 1 2 3\n', r'count\.txt:2: 3 values'),
     ('header.txt', '2 3\na 1 2\n', r'header\.txt:2: 2 values'),
     ('text.txt', 'a 1 2\nb 1 x\n', r'text\.txt:2: non-numeric'),
-    ('bare.txt', 'a 1 2\n\nb\n', r'bare\.txt:3: expected'),
+    ('bare.txt', 'a 1 2\n\nb\n', r'bare\.txt:3: 0 values, expected'),
     ('empty.txt', '\n', r'empty\.txt: no word vectors'),
 ])
 def test_load_word_vectors_malformed_lines_name_file_and_line(

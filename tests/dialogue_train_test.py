@@ -20,6 +20,7 @@ from twr_jax import dialogue_eval
 from twr_jax import dialogue_metrics
 from twr_jax import dialogue_model
 from twr_jax import dialogue_train
+from twr_jax import errors
 from twr_jax import optim
 from twr_jax import parallel
 from twr_jax import schedules
@@ -106,7 +107,7 @@ def test_invalid_values_name_the_field(data_dir, field, value, message):
 def test_missing_file_names_split_and_path(tmp_path, data_dir):
   c = tiny_config(data_dir)
   c.data.splits.train = 'nope'
-  with pytest.raises(FileNotFoundError, match=r'nope\.utts\.txt.*train'):
+  with pytest.raises(errors.DataError, match=r'nope\.utts\.txt.*train'):
     dialogue_train.read_split(c, 'train')
 
 
@@ -260,6 +261,43 @@ def test_train_resume_and_evaluate_end_to_end(tmp_path, data_dir):
   again = dialogue_eval.evaluate_run(workdir, 'test', word_vectors='')
   assert again['paper']['bow'] == dialogue_metrics.BOW_SKIPPED
   assert again['paper']['bleu_f1'] == result['paper']['bleu_f1']
+
+
+def test_references_are_checked_against_the_split_then_cut(tmp_path,
+                                                           data_dir):
+  """Issue 13 case 3: --references with --max_contexts=5."""
+  workdir = str(tmp_path / 'run')
+  config = tiny_config(data_dir, **{'train.num_steps': 1})
+  train.train_and_evaluate(config, workdir)
+  vocab = dialogue_train.load_vocab(config, workdir)
+  examples = dialogue_data.eval_examples(
+      dialogue_train.read_split(config, 'test'), vocab, 5, 12)
+  assert len(examples) > 5
+  # Line c holds context c's own response, so the multi-reference BLEU
+  # equals the single-reference BLEU only if lines and contexts line up.
+  lines = [json.dumps([' '.join(vocab.decode(ex.response))]) + '\n'
+           for ex in examples]
+  refs = tmp_path / 'refs.jsonl'
+  refs.write_text(''.join(lines))
+  result = dialogue_eval.evaluate_run(workdir, 'test', word_vectors='',
+                                      references=str(refs), max_contexts=5)
+  assert result['num_contexts'] == 5
+  for mode in ('paper', 'standard'):
+    for m in ('recall', 'precision', 'f1'):
+      assert (result[mode][f'bleu_multi_{m}']
+              == pytest.approx(result[mode][f'bleu_{m}'], abs=1e-12))
+  # Shifted by one line, they do not: the check above can fail.
+  refs.write_text(''.join(lines[1:] + lines[:1]))
+  shifted = dialogue_eval.evaluate_run(workdir, 'test', word_vectors='',
+                                       references=str(refs), max_contexts=5)
+  assert (shifted['standard']['bleu_multi_f1']
+          != pytest.approx(result['standard']['bleu_f1'], abs=1e-12))
+  # A file of the first 5 lines does not match the split.
+  refs.write_text(''.join(lines[:5]))
+  with pytest.raises(errors.DataError, match=(
+      f'5 reference lines for {len(examples)} evaluation contexts')):
+    dialogue_eval.evaluate_run(workdir, 'test', word_vectors='',
+                               references=str(refs), max_contexts=5)
 
 
 def test_batched_sampling_equals_one_context_at_a_time(task):

@@ -185,7 +185,8 @@ def test_launch_train_writes_metrics_events_and_checkpoints(tmp_path):
 
 
 def test_unknown_variant_lists_the_allowed_ones():
-  with pytest.raises(ValueError, match="unknown variant 'twr_lstm'.*twr_mean"):
+  with pytest.raises(ValueError,
+                     match="(?s)unknown variant 'twr_lstm'.*twr_mean"):
     synthetic_config.get_config('twr_lstm')
 
 

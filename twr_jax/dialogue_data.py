@@ -47,6 +47,7 @@ from typing import Any
 from absl import logging
 import numpy as np
 
+from twr_jax import errors
 from twr_jax import text
 
 PAD_TOKEN, UNK_TOKEN = '<pad>', '<unk>'
@@ -246,8 +247,15 @@ def wordpunct(utterance: str) -> list[str]:
 
 
 def tokenize_utterance(utterance: str) -> list[str]:
-  """Returns `['<s>'] + wordpunct(utterance.lower()) + ['</s>']` (SPEC B.1)."""
-  return [BOS_TOKEN] + wordpunct(utterance.lower()) + [EOS_TOKEN]
+  """Returns `['<s>'] + wordpunct(utterance.lower()) + ['</s>']` (SPEC B.1).
+
+  U+FEFF (`text.BOM`) is removed first: `wordpunct` would make it a token of
+  its own (it is neither `\\w` nor `\\s`), and no token may hold it. The
+  file readers drop raw ones already (`text.read_lines`); this also covers a
+  JSON-escaped `"\\ufeff"` and text from elsewhere.
+  """
+  utterance = utterance.replace(text.BOM, '').lower()
+  return [BOS_TOKEN] + wordpunct(utterance) + [EOS_TOKEN]
 
 
 def tokenize_dialogue(
@@ -707,8 +715,9 @@ class DialogBatcher:
     lengths = encoded.lengths
     self.num_groups = len(lengths) // batch_size
     if not self.num_groups:
-      raise ValueError(
-          f'{len(lengths)} dialogues cannot fill one group of {batch_size}'
+      raise errors.ConfigError(
+          f'{len(lengths)} dialogues cannot fill one group of {batch_size}:'
+          ' lower the batch size (config.train.batch_size)'
       )
     self.batch_size = batch_size
     self.window = window
@@ -725,7 +734,9 @@ class DialogBatcher:
     ]
     self.num_batches = sum(len(grid) for grid in self._grids)
     if not self.num_batches:
-      raise ValueError('no group has a dialogue of more than two turns')
+      raise errors.DataError(
+          'no group has a dialogue of more than two turns: the training'
+          ' split needs dialogues of at least two turns')
     self._plan_epoch = -1
     self._plan = np.zeros((0, 3), np.int64)
     logging.info(

@@ -254,7 +254,9 @@ def evaluate_run(
     num_samples, max_len, batch_size: override `config.eval`'s
       num_samples, max_len and sample_batch_size; each >= 1 (else
       errors.ConfigError, before anything is loaded).
-    max_contexts: score only the first this many contexts (smoke runs).
+    max_contexts: score only the first this many contexts (smoke runs),
+      each with its own line of `references`, which still needs a line per
+      context of the whole split.
     compute_dtype: overrides the run's `train.compute_dtype` (None: the
       run's).
     paper_tail: decode every response `max_len` steps, keeping what the
@@ -289,11 +291,14 @@ def evaluate_run(
   examples = dialogue_data.eval_examples(
       dialogue_train.read_split(config, split), vocab, config.data.window,
       config.data.max_utt_len)
-  if max_contexts:
-    examples = examples[:max_contexts]
   multi = None
   if references:
+    # The file has a line per context of the whole split: check it against
+    # the split before cutting both to the first `max_contexts`.
     multi = dialogue_metrics.read_references(references, len(examples))
+  if max_contexts:
+    examples = examples[:max_contexts]
+    multi = multi[:max_contexts] if multi is not None else None
 
   start = time.time()
   key = jax.random.fold_in(jax.random.key(config.seed), 3)

@@ -23,9 +23,12 @@ import math
 import os
 from typing import Any
 
+from absl import logging
 import numpy as np
 
 from twr_jax import dialogue_data
+from twr_jax import errors
+from twr_jax import text
 
 EOS = '</s>'
 BOS = '<s>'
@@ -325,56 +328,68 @@ def read_references(path: str | os.PathLike[str],
   is tokenised like the dialogue data (`dialogue_data.tokenize_utterance`:
   lower-cased WordPunct tokens), without its `<s>`/`</s>`. Words are kept as
   they are: nothing is mapped to <unk>. Blank lines at the end of the file
-  are ignored; a blank line before the last reference line is an error.
+  are ignored; a blank line before the last reference line is an error. A
+  leading byte-order mark, and U+FEFF anywhere (`text.BOM`), is dropped.
 
   Args:
     path: the .jsonl file.
-    num_contexts: the number of evaluation contexts, which must equal the
-      number of lines.
+    num_contexts: the number of evaluation contexts of the whole split,
+      which must equal the number of lines.
 
   Returns:
     [num_contexts][R_c] word lists, R_c >= 1.
 
   Raises:
-    ValueError: naming `file:line` for a line that is blank, not JSON, not a
-      non-empty list, or holds an item that is not a string or has no token;
-      naming the file and both counts if there are not `num_contexts` lines.
+    errors.DataError: naming `file:line` for a line that is blank, not JSON,
+      not a non-empty list, or holds an item that is not a string or has no
+      token; naming the file and both counts if there are not `num_contexts`
+      lines; or the file is missing or not UTF-8.
   """
   name = os.fspath(path)
-  with open(path, encoding='utf-8') as f:
-    # Not splitlines(): JSON strings may hold a raw U+2028 or U+0085.
-    lines = [line.rstrip('\n') for line in f]
+  try:
+    with open(path, encoding='utf-8-sig') as f:
+      # Not splitlines(): JSON strings may hold a raw U+2028 or U+0085.
+      lines = [line.rstrip('\n').replace(text.BOM, '') for line in f]
+  except FileNotFoundError:
+    raise errors.DataError(f'{name}: file not found') from None
+  except UnicodeDecodeError as e:
+    raise errors.DataError(f'{name}: not UTF-8 ({e.reason} at byte'
+                           f' {e.start})') from None
   while lines and not lines[-1].strip():
     lines.pop()
   references = []
   for number, line in enumerate(lines, start=1):
     where = f'{name}:{number}'
     if not line.strip():
-      raise ValueError(f'{where}: blank line; every context needs a line.')
+      raise errors.DataError(
+          f'{where}: blank line; every context needs a line.')
     try:
       item = json.loads(line)
     except json.JSONDecodeError as e:
-      raise ValueError(f'{where}: invalid JSON: {e}.') from None
+      raise errors.DataError(f'{where}: invalid JSON: {e}.') from None
     if not isinstance(item, list):
-      raise ValueError(f'{where}: expected a JSON list of reference strings, '
-                       f'got {type(item).__name__}.')
+      raise errors.DataError(
+          f'{where}: expected a JSON list of reference strings, got'
+          f' {type(item).__name__}.')
     if not item:
-      raise ValueError(f'{where}: empty list; a context needs at least one '
-                       'reference.')
+      raise errors.DataError(f'{where}: empty list; a context needs at least'
+                             ' one reference.')
     context_refs = []
     for i, reference in enumerate(item):
       if not isinstance(reference, str):
-        raise ValueError(f'{where}: reference {i} is a '
-                         f'{type(reference).__name__}, not a string.')
+        raise errors.DataError(f'{where}: reference {i} is a '
+                               f'{type(reference).__name__}, not a string.')
       tokens = _reference_tokens(reference)
       if not tokens:
-        raise ValueError(f'{where}: reference {i} ({reference!r}) has no '
-                         'token.')
+        raise errors.DataError(f'{where}: reference {i} ({reference!r}) has'
+                               ' no token.')
       context_refs.append(tokens)
     references.append(context_refs)
   if len(references) != num_contexts:
-    raise ValueError(f'{name}: {len(references)} reference lines for '
-                     f'{num_contexts} evaluation contexts.')
+    raise errors.DataError(
+        f'{name}: {len(references)} reference lines for {num_contexts}'
+        ' evaluation contexts (the whole split); the file needs one line per'
+        ' context, in the evaluation order.')
   return references
 
 
@@ -535,23 +550,40 @@ def bow_metrics(pred_ids: np.ndarray, pred_lens: Sequence[int] | np.ndarray,
           zip(('average', 'extrema', 'greedy'), scores)}
 
 
+def _is_number(field: bytes) -> bool:
+  try:
+    float(field)
+  except ValueError:
+    return False
+  return True
+
+
 def load_word_vectors(path: str | os.PathLike[str],
                       vocab_tokens: Sequence[str],
                       seed: int = 1111) -> np.ndarray:
   """Reads GloVe / word2vec text vectors for a vocabulary (SPEC B.7).
 
-  As the original `load_word2vec`: a line is `word v_1 ... v_D`, split at its
-  first space; a later line for the same word wins; values are float64.
-  Vocabulary words without a vector (the special tokens, typically) get
-  `RandomState(seed).randn(D) * 0.1`, drawn one word at a time in vocabulary
-  order, which is the original's `np.random.seed(1111)` followed by
-  `np.random.randn(200) * 0.1` per missing word.
+  As the original `load_word2vec`: a line is a word and its D values, parsed
+  as float64. Vocabulary words without a vector (the special tokens,
+  typically) get `RandomState(seed).randn(D) * 0.1`, drawn one word at a time
+  in vocabulary order, which is the original's `np.random.seed(1111)`
+  followed by `np.random.randn(200) * 0.1` per missing word.
 
-  Differences from the original, none of which changes a vector: a word2vec
-  header line `N D` (two integers, first line only) is skipped instead of
-  being read as the word 'N'; blank lines are skipped; every line must have D
-  values, where D is the first vector's size, and values are parsed only for
-  vocabulary words (the GloVe files have over a million lines).
+  D is the header's (a word2vec / fastText first line `N D`, two integers)
+  or else the first vector line's number of values. The last D fields of a
+  line are its vector and the rest is its token, so a token may hold spaces
+  (GloVe 840B has lines like `at name@domain.com 0.1 ...`); such a token is
+  never a vocabulary word (vocabularies hold no whitespace), so those lines
+  are skipped and counted in one warning. Fields are split at ASCII
+  whitespace only, so a token may hold U+00A0 and the like.
+
+  Differences from the original, none of which changes a vector of a
+  well-formed file: the header is skipped instead of being read as the word
+  'N'; blank lines are skipped; a leading byte-order mark, and U+FEFF inside
+  a token (concatenated files), is dropped; values are parsed only for
+  vocabulary words (the GloVe files have over a million lines); a word with
+  several lines keeps its first vector (the original kept the last), and
+  the repeats are counted in one warning.
 
   Args:
     path: the text file.
@@ -562,43 +594,91 @@ def load_word_vectors(path: str | os.PathLike[str],
     <float64>[len(vocab_tokens), D].
 
   Raises:
-    ValueError: naming `file:line` for a line with no values, a wrong number
-      of values or a value that is not a number, or if the file has no vector.
+    errors.DataError: naming `file:line` for a line with fewer than D
+      values, a vocabulary word followed by more than D numbers (a vector of
+      the wrong dimension) or by a value that is not a number; naming the
+      file if it is missing or has no vector.
   """
-  wanted = set(vocab_tokens)
-  vectors: dict[str, np.ndarray] = {}
+  name = os.fspath(path)
+  wanted = {token.encode('utf-8'): token for token in vocab_tokens}
+  vectors: dict[bytes, np.ndarray] = {}
   dim = None
-  with open(path, encoding='utf-8') as f:
+  skipped = {'spaced': [0, 0, b''], 'repeated': [0, 0, b''],
+             'bom': [0, 0, b'']}  # kind -> [count, first line, token]
+
+  def count(kind, number, token):
+    entry = skipped[kind]
+    if not entry[0]:
+      entry[1:] = [number, token]
+    entry[0] += 1
+
+  try:
+    f = open(path, 'rb')  # Bytes: tokens need not be valid UTF-8.
+  except FileNotFoundError:
+    raise errors.DataError(f'{name}: file not found') from None
+  with f:
     for number, line in enumerate(f, start=1):
-      line = line.rstrip('\r\n')
-      if not line.strip():
-        continue
-      word, _, rest = line.partition(' ')
-      fields = rest.split()
-      if number == 1 and len(fields) == 1 and (word + fields[0]).isdigit():
-        dim = int(fields[0])
-        continue
-      where = f'{os.fspath(path)}:{number}'
-      if not word or not fields:
-        raise ValueError(f'{where}: expected "word v_1 ... v_D", got '
-                         f'{line[:80]!r}.')
+      if number == 1:
+        line = line.removeprefix(text.BOM_BYTES)
       if dim is None:
-        dim = len(fields)
-      if len(fields) != dim:
-        raise ValueError(f'{where}: {len(fields)} values for {word!r}, '
-                         f'expected {dim}.')
-      if word in wanted:
-        try:
-          vectors[word] = np.array([float(x) for x in fields])
-        except ValueError as e:
-          raise ValueError(f'{where}: non-numeric value for {word!r}: '
-                           f'{e}.') from None
+        fields = line.split()
+        if not fields:
+          continue
+        if number == 1 and len(fields) == 2 and all(
+            x.isdigit() for x in fields):
+          dim = int(fields[1])  # The word2vec header `N D`.
+          continue
+        dim = len(fields) - 1
+      parts = line.rsplit(None, dim)
+      if not parts:
+        continue
+      where = f'{name}:{number}'
+      if len(parts) <= dim or not dim:
+        raise errors.DataError(
+            f'{where}: {len(parts) - 1} values, expected "word v_1 ... v_D"'
+            f' with D = {dim} (the header\'s or the first vector\'s size):'
+            f' {line[:80].decode("utf-8", "replace").rstrip()!r}')
+      token, values = parts[0], parts[1:]
+      if text.BOM_BYTES in token:
+        count('bom', number, token)
+        token = token.replace(text.BOM_BYTES, b'')
+      words = token.split()
+      if len(words) > 1:
+        if words[0] in wanted and all(_is_number(w) for w in words[1:]):
+          raise errors.DataError(
+              f'{where}: {len(words) - 1 + dim} values for'
+              f' {wanted[words[0]]!r}, expected {dim} (the header\'s or the'
+              ' first vector\'s size)')
+        count('spaced', number, token)
+        continue
+      if token not in wanted:
+        continue
+      if token in vectors:
+        count('repeated', number, token)
+        continue
+      try:
+        vectors[token] = np.array([float(x) for x in values])
+      except ValueError as e:
+        raise errors.DataError(f'{where}: non-numeric value for'
+                               f' {wanted[token]!r}: {e}.') from None
   if dim is None:
-    raise ValueError(f'{os.fspath(path)}: no word vectors found.')
+    raise errors.DataError(f'{name}: no word vectors found.')
+  messages = {
+      'spaced': 'line(s) whose token holds a space skipped (no vocabulary'
+                ' word can match them)',
+      'repeated': 'line(s) repeating a vocabulary word skipped (the first'
+                  ' vector of each word is used)',
+      'bom': 'token(s) held U+FEFF (a byte-order mark: concatenated'
+             ' files?), removed',
+  }
+  for kind, (n, first, token) in skipped.items():
+    if n:
+      logging.warning('%s: %d %s; the first: line %d, %r.', name, n,
+                      messages[kind], first, token.decode('utf-8', 'replace'))
   rng = np.random.RandomState(seed)
   rows = []
   for token in vocab_tokens:
-    vector = vectors.get(token)
+    vector = vectors.get(token.encode('utf-8'))
     rows.append(rng.randn(dim) * 0.1 if vector is None else vector)
   return np.stack(rows) if rows else np.zeros((0, dim))
 

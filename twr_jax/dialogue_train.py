@@ -22,6 +22,7 @@ import optax
 from twr_jax import dialogue_data
 from twr_jax import dialogue_metrics
 from twr_jax import dialogue_model
+from twr_jax import errors
 from twr_jax import losses
 from twr_jax import models
 from twr_jax import parallel
@@ -50,7 +51,7 @@ def read_split(config: ml_collections.ConfigDict,
   """The dialogues of one split, read with `data.format`'s reader."""
   path = split_path(config, split)
   if not os.path.exists(path):
-    raise FileNotFoundError(
+    raise errors.DataError(
         f'{path}: no such file for split {split!r} (config.data.dir ='
         f' {config.data.dir!r}, data.splits.{split} ='
         f' {config.data.splits[split]!r})')
@@ -123,9 +124,10 @@ def init_params(model: dialogue_model.DialogTWRVAE, key: PRNGKey,
   if path and word_vectors:
     vectors = dialogue_metrics.load_word_vectors(path, vocab.tokens)
     if vectors.shape[1] != config.model.emb_dim:
-      raise ValueError(
+      raise errors.ConfigError(
           f'{path}: vectors have {vectors.shape[1]} dimensions but'
-          f' config.model.emb_dim is {config.model.emb_dim}')
+          f' config.model.emb_dim is {config.model.emb_dim}: set it to'
+          f' {vectors.shape[1]}')
     vectors[dialogue_data.PAD] = 0.0
     params = dict(params)
     params['embed'] = {'embedding': jnp.asarray(vectors, jnp.float32)}

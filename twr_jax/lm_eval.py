@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from twr_jax import config_checks
 from twr_jax import datasets
 from twr_jax import evaluate
 from twr_jax import input_pipeline
@@ -58,6 +59,7 @@ def evaluate_run(workdir: str, split: str = 'test', step: int | str = 'best',
   eval_key = jax.random.fold_in(jax.random.key(config.seed), 1)
 
   layout = parallel.make_layout(config.train.parallel)
+  config_checks.check_batch_sizes(config, layout, ('eval.batch_size',))
   evaluator = evaluate.Evaluator(run.model, config, layout, eval_key)
   out = evaluator.outputs(
       layout.replicate(run.params),

@@ -11,6 +11,7 @@ import os
 import pathlib
 import re
 
+from absl import logging
 import numpy as np
 
 from twr_jax import errors
@@ -24,6 +25,14 @@ _DOTS = re.compile(r'[.]+')
 _MARKS = re.compile(r"([.?!,]|'s)")
 _SPACE = re.compile(r'\s+')
 _LABEL = re.compile(r'[+-]?[0-9]+')
+
+# U+FEFF: as the first character of a file, the byte-order mark that some
+# editors write (bytes EF BB BF in UTF-8); anywhere else an invisible
+# zero-width no-break space, typically a BOM left over from concatenating
+# files. It is never part of a token (issue 13): readers drop it (see
+# `read_lines`) and the tokenisers ignore it.
+BOM = '\ufeff'
+BOM_BYTES = BOM.encode('utf-8')
 
 
 DataError = errors.DataError  # Re-exported: text.DataError is public API.
@@ -40,9 +49,10 @@ def split(line: str, keep_empty: bool = False) -> list[str]:
 
   Returns:
     The lowercased tokens, with runs of `.` collapsed and `.?!,` and `'s` split
-    off the preceding word.
+    off the preceding word. U+FEFF (`BOM`) is removed first, so that no token
+    holds it.
   """
-  line = line.strip().lower()
+  line = line.replace(BOM, '').strip().lower()
   line = _DOTS.sub('.', line)
   line = _MARKS.sub(r' \1', line)
   tokens = _SPACE.split(line)
@@ -58,6 +68,12 @@ def read_lines(
 
   Lines end at `\\n`, `\\r\\n` or `\\r`, as with Python's text mode (which the
   original used), so the line numbers in errors match what editors show.
+
+  A leading UTF-8 byte-order mark is dropped. U+FEFF anywhere else (files
+  concatenated with their BOMs) is removed too, with one warning that names
+  the first `file:line` and the count: it is an invisible character, never
+  part of a word, and a token must not hold it (the original kept it, which
+  gave both `'\\ufeffthe'` and `'the'` in its vocabulary).
 
   Args:
     path: the file.
@@ -81,6 +97,10 @@ def read_lines(
     raise DataError(f'{path}: file not found') from None
   except IsADirectoryError:
     raise DataError(f'{path}: is a directory, expected a file') from None
+  data = data.removeprefix(BOM_BYTES)
+  # One search of the whole file, so that clean files pay nothing per line.
+  stray_boms = BOM_BYTES in data
+  first_bom, num_boms = 0, 0
   # bytes.splitlines() splits on exactly \n, \r\n and \r, like text mode.
   raw_lines = data.splitlines()
   if not raw_lines:
@@ -94,6 +114,10 @@ def read_lines(
           f'{path}:{number}: invalid UTF-8 at byte column {e.start + 1}'
           f' ({e.reason})'
       ) from None
+    if stray_boms and BOM in line:
+      first_bom = first_bom or number
+      num_boms += line.count(BOM)
+      line = line.replace(BOM, '')
     if strip_label and line.strip():
       label, *rest = line.split(None, 1)
       line = rest[0] if rest else ''
@@ -110,6 +134,11 @@ def read_lines(
           ' or document)'
       )
     lines.append(line)
+  if num_boms:
+    logging.warning(
+        '%s:%d: removed %d U+FEFF (byte-order mark) characters after the'
+        ' start of the file, the first on this line (files concatenated with'
+        ' their BOMs?)', path, first_bom, num_boms)
   return lines
 
 
@@ -168,8 +197,8 @@ class Vocab:
 
     Args:
       tokens: the token of every id; must start with `SPECIALS`, hold the
-        `REQUIRED` tokens, and no duplicates and no empty or
-        whitespace-containing token.
+        `REQUIRED` tokens, and no duplicates and no empty token or one that
+        holds whitespace or U+FEFF (`BOM`).
 
     Raises:
       ValueError: `tokens` breaks one of these rules.
@@ -179,8 +208,9 @@ class Vocab:
       raise ValueError(f'a vocabulary must start with {self.SPECIALS}')
     index = {}
     for i, token in enumerate(tokens):
-      if not token or _SPACE.search(token):
-        raise ValueError(f'id {i}: token {token!r} is empty or has whitespace')
+      if not token or _SPACE.search(token) or BOM in token:
+        raise ValueError(
+            f'id {i}: token {token!r} is empty or has whitespace or U+FEFF')
       if token in index:
         raise ValueError(f'id {i}: token {token!r} repeats id {index[token]}')
       index[token] = i

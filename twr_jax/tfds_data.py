@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from twr_jax import dialogue_data
+from twr_jax import errors
 from twr_jax import text
 
 SPLITS = ('train', 'valid', 'test')
@@ -470,7 +471,7 @@ DIALOGUE_DATASETS = {b.name: b for b in (Switchboard, DailyDialog)}
 
 def _builder_class(name: str, allowed: Mapping[str, type[_Builder]]):
   if name not in allowed:
-    raise ValueError(
+    raise errors.ConfigError(
         f'unknown dataset {name!r}; choose one of'
         f' {", ".join(map(repr, allowed))}'
     )
@@ -579,7 +580,7 @@ def load_lm_lines(
   """
   cls = _builder_class(name, LM_DATASETS)
   if strip_label and not cls.LABELLED:
-    raise ValueError(
+    raise errors.ConfigError(
         f'strip_label is set but {name!r} has no label column; labels are'
         ' only stripped from yelp'
     )

@@ -324,6 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   config_checks.validate(config)
   os.makedirs(workdir, exist_ok=True)
   layout = parallel.make_layout(config.train.parallel)
+  config_checks.check_batch_sizes(config, layout)
   logging.info('JAX process %d/%d, %d local devices, layout %s',
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), layout)

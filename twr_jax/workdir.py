@@ -14,6 +14,7 @@ import ml_collections
 
 from twr_jax import checkpoint
 from twr_jax import datasets
+from twr_jax import errors
 from twr_jax import models
 from twr_jax import optim
 from twr_jax import text
@@ -46,15 +47,16 @@ def parse_step(value: str) -> int | str:
   try:
     return int(value)
   except ValueError:
-    raise ValueError(f"--step must be 'best', 'last' or a number, got"
-                     f' {value!r}') from None
+    raise errors.ConfigError(f"--step must be 'best', 'last' or a number,"
+                             f' got {value!r}') from None
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
-    raise FileNotFoundError(f'{path}: not found; is {workdir!r} a training'
-                            ' workdir?')
+    raise errors.RunError(f'{path}: not found; is {workdir!r} a training'
+                          ' workdir? (--workdir is the folder that'
+                          ' launch.train wrote)')
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
@@ -92,7 +94,8 @@ def load_run(workdir: str, step: int | str = 'best',
   restored, found = ckpt.restore(train.saveable(state), which)
   ckpt.close()
   if restored is None:
-    raise FileNotFoundError(
-        f'{workdir}/checkpoints: no {step!r} checkpoint to restore')
+    raise errors.RunError(
+        f'{workdir}/checkpoints: no {step!r} checkpoint to restore (--step:'
+        " 'best', 'last' or the step of a kept checkpoint)")
   return Run(config=config, vocab=vocab, model=model,
              params=restored['params'], step=int(found))
