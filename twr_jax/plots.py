@@ -161,6 +161,19 @@ def plot_kl_profile(profiles: Mapping[str, Mapping[str, Sequence[float]]],
   return _save(fig, path)
 
 
+def _plot_rouge_pair(ax, result: Mapping[str, Any], key: str, colour: str,
+                     label: str) -> None:
+  """Draws one ROUGE type of an interpolation result on `ax`: solid against
+  x1, dashed against x2 (skipped where the result lacks it)."""
+  for end, style in (('x1', '-'), ('x2', '--')):
+    values = result['rouge'].get(end, {}).get(key)
+    if values is None:
+      continue
+    _check_same_length(f'{label} {end} {key}', result['alphas'], values)
+    ax.plot(result['alphas'], values, style, marker='o', markersize=3,
+            color=colour, label=f'{label} vs {end}')
+
+
 def plot_interpolation(result: Mapping[str, Any], path: PathLike) -> PathLike:
   """Plots ROUGE F1 along a latent interpolation, like the paper's Fig. 2.
 
@@ -183,13 +196,7 @@ def plot_interpolation(result: Mapping[str, Any], path: PathLike) -> PathLike:
   alphas = result['alphas']
   fig, ax = _new_figure(6.5, 4.5)
   for index, (key, name) in enumerate(_ROUGE_NAMES.items()):
-    for end, style in (('x1', '-'), ('x2', '--')):
-      values = result['rouge'].get(end, {}).get(key)
-      if values is None:
-        continue
-      _check_same_length(f'{end} {key}', alphas, values)
-      ax.plot(alphas, values, style, marker='o', markersize=3,
-              color=_colour(index), label=f'{name} vs {end}')
+    _plot_rouge_pair(ax, result, key, _colour(index), name)
   ax.set_xlim(min(alphas, default=0), max(alphas, default=1))
   ax.set_ylim(0, 1.02)
   ax.set_xlabel(r'$\tau$ in $z = (1-\tau) z_1 + \tau z_2$')
@@ -221,14 +228,7 @@ def plot_interpolation_compare(results: Mapping[str, Mapping[str, Any]],
   fig, axes = _new_figure(15, 4.5, nrows=1, ncols=3, squeeze=False)
   for ax, (key, name) in zip(axes.flat, _ROUGE_NAMES.items()):
     for index, (label, result) in enumerate(results.items()):
-      alphas = result['alphas']
-      for end, style in (('x1', '-'), ('x2', '--')):
-        values = result['rouge'].get(end, {}).get(key)
-        if values is None:
-          continue
-        _check_same_length(f'{label} {end} {key}', alphas, values)
-        ax.plot(alphas, values, style, marker='o', markersize=3,
-                color=_colour(index), label=f'{label} vs {end}')
+      _plot_rouge_pair(ax, result, key, _colour(index), label)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(r'$\tau$ in $z = (1-\tau) z_1 + \tau z_2$')
     ax.set_ylabel(f'{name} F1')
