@@ -466,8 +466,8 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
   """
   first = next(iter(results.values()), {})
   columns = [c for c in TABLE_COLUMNS if c in first]
-  head = f'{"split":<6}' + ''.join(f'{c:>10}' for c in columns)
+  head = f'{"split":<6}' + ''.join(f'{c:>11}' for c in columns)
   rows = [head]
   for split, r in results.items():
-    rows.append(f'{split:<6}' + ''.join(f'{r[c]:>10.3f}' for c in columns))
+    rows.append(f'{split:<6}' + ''.join(f'{r[c]:>11.3f}' for c in columns))
   return '\n'.join(rows)
