@@ -14,8 +14,10 @@ import ml_collections
 
 from twr_jax import checkpoint
 from twr_jax import datasets
+from twr_jax import errors
 from twr_jax import models
 from twr_jax import optim
+from twr_jax import run_config
 from twr_jax import text
 from twr_jax import train
 
@@ -51,10 +53,19 @@ def parse_step(value: str) -> int | str:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, 'config.json')
+  """The run config a training workdir saved (its config.json).
+
+  Raises:
+    errors.RunError: `workdir` is a file, or a folder without config.json
+      (not a training run).
+  """
+  resolved = run_config.resolve_workdir(workdir)
+  path = os.path.join(resolved, run_config.CONFIG_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(f'{path}: not found; is {workdir!r} a training'
-                            ' workdir?')
+    raise errors.RunError(
+        f'{workdir}: not a training run (no {run_config.CONFIG_FILE});'
+        ' --workdir must be the folder a training run wrote'
+        ' (python -m launch.train --workdir=...).')
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
@@ -63,11 +74,17 @@ def load_run(workdir: str, step: int | str = 'best') -> Run:
   """Restores a checkpoint of a training workdir.
 
   Args:
-    workdir: the training workdir.
+    workdir: the training workdir (relative to the current directory, or
+      absolute).
     step: 'best' (lowest validation loss), 'last', or an int step of the
       kept last-N checkpoints.
+
+  Raises:
+    errors.RunError: not a training workdir, no such checkpoint (the message
+      lists the kept steps), or a checkpoint that does not fit the config.
   """
   config = load_config(workdir)
+  workdir = run_config.resolve_workdir(workdir)
   key = jax.random.key(0)
   if config.get('task', 'lm') == 'dialogue':
     from twr_jax import dialogue_train  # pylint: disable=g-import-not-at-top
@@ -87,7 +104,8 @@ def load_run(workdir: str, step: int | str = 'best') -> Run:
   restored, found = ckpt.restore(train.saveable(state), which)
   ckpt.close()
   if restored is None:
-    raise FileNotFoundError(
-        f'{workdir}/checkpoints: no {step!r} checkpoint to restore')
+    raise errors.RunError(
+        f'{workdir}/checkpoints: no {step!r} checkpoint to restore; has the'
+        ' run saved one yet?')
   return Run(config=config, vocab=vocab, model=model,
              params=restored['params'], step=int(found))
