@@ -8,6 +8,7 @@ evaluation fails on purpose, the re-run only evaluates.
 import json
 import os
 import shutil
+import signal
 
 from absl import logging
 import jax
@@ -17,6 +18,7 @@ import pytest
 
 from configs import default
 from twr_jax import errors
+from twr_jax import input_pipeline
 from twr_jax import metric_log
 from twr_jax import run_config
 from twr_jax import train
@@ -205,3 +207,35 @@ def test_eta_counts_steady_steps_only():
   eta.pause(6.0)  # An evaluation.
   # Steps 2..5 took 114 - 100 - 6 = 8 s: 2 s a step, 5 steps left.
   assert eta.remaining(5, 10, 114.0) == pytest.approx(10.0)
+
+
+class _Terminated(Exception):
+  pass
+
+
+def test_sigterm_saves_the_step_in_flight_and_is_not_swallowed(
+    tmp_path, monkeypatch):
+  def terminated(signum, frame):
+    raise _Terminated(signum)
+
+  old = signal.signal(signal.SIGTERM, terminated)
+  train_batch = input_pipeline.Batcher.train_batch
+
+  def signal_at_step_5(self, step):
+    if step == 5:  # While the host prepares step 6.
+      os.kill(os.getpid(), signal.SIGTERM)
+    return train_batch(self, step)
+
+  monkeypatch.setattr(input_pipeline.Batcher, 'train_batch', signal_at_step_5)
+  config = train_test.tiny_config(**{'train.parallel': 'jit',
+                                     'train.log_every_steps': 8})
+  workdir = str(tmp_path / 'run')
+  try:
+    # Before, the signal was swallowed and the call returned {} like a
+    # requested early stop, so the caller carried on with a half-done run.
+    with pytest.raises(_Terminated):
+      train.train_and_evaluate(config, workdir)
+  finally:
+    signal.signal(signal.SIGTERM, old)
+  _, step = train_test.final_params(config, workdir)
+  assert step == 6

@@ -62,7 +62,11 @@ class Checkpointer:
   def save(self, step: int, state: Any) -> None:
     """Saves a host pytree as step `step` of the last-N set (idempotent)."""
     if step not in self.last.all_steps():
-      self.last.save(step, args=ocp.args.StandardSave(_to_numpy(state)))
+      # Orbax returns False instead of saving when its policy declines (a
+      # step not after its latest one): a run must not lose work silently.
+      if not self.last.save(step, args=ocp.args.StandardSave(_to_numpy(state))):
+        raise RuntimeError(f'{self.last.directory}: Orbax declined to save'
+                           f' step {step} (latest {self.latest_step()}).')
 
   def save_best(self, step: int, state: Any, loss: float) -> bool:
     """Offers a state with its validation loss; returns True if it is best."""

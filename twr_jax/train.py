@@ -195,13 +195,25 @@ def _write_json(path: str, obj: Any) -> None:
 
 class _Preemption:
   """Turns SIGTERM and Ctrl-C into a flag the loop checks after each step, so
-  that it can checkpoint before stopping. A second Ctrl-C stops at once."""
+  that it can checkpoint before stopping. A second Ctrl-C stops at once.
+
+  The signal is not swallowed: once the checkpoint is saved and the run
+  closed, `train_and_evaluate` delivers it again under the caller's handler
+  (`_StopSignal`), so a terminated process terminates and an interrupted
+  notebook cell is interrupted. (It used to return {} like a `stop_at_step`
+  stop: a test process that a CI timeout sent SIGTERM mid-run carried on and
+  found the run's latest checkpoint at the step in flight, `assert 8 == 6`.)
+  """
 
   _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.requested = False
+    self.signum = None
     self._old = {}
+
+  @property
+  def requested(self) -> bool:
+    return self.signum is not None
 
   def __enter__(self):
     try:
@@ -214,12 +226,20 @@ class _Preemption:
     del frame
     logging.warning('%s: checkpointing after this step, then stopping.',
                     signal.Signals(signum).name)
-    self.requested = True
+    self.signum = signum
     signal.signal(signum, self._old.get(signum, signal.SIG_DFL))
 
   def __exit__(self, *exc):
     for s, handler in self._old.items():
       signal.signal(s, handler)
+
+
+class _StopSignal(BaseException):
+  """Raised by the loop after saving on a signal; carries the signal."""
+
+  def __init__(self, signum: int):
+    super().__init__(signum)
+    self.signum = signum
 
 
 def _summarise_train(history: list[dict[str, Any]]) -> dict[str, float]:
@@ -367,7 +387,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   Returns:
     {'valid': metrics, 'test': metrics} from the final evaluation, or {} when
-    stopped early.
+    stopped early by `stop_at_step`. On SIGTERM or Ctrl-C it saves the step
+    in flight, then re-delivers the signal to the caller's handler (the
+    default SIGTERM ends the process; SIGINT raises KeyboardInterrupt).
 
   Raises:
     errors.RunError: `workdir` is a file; its saved config differs in a field
@@ -388,10 +410,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   try:
     return _train_and_evaluate(config, workdir, stop_at_step, changed,
                                is_chief)
+  except _StopSignal as stop:
+    signum = stop.signum
   finally:
     if log_file is not None:
       logging.get_absl_logger().removeHandler(log_file)
       log_file.close()
+  # Saved and closed: now the signal does what its sender meant (the
+  # default SIGTERM ends the process; SIGINT raises KeyboardInterrupt). A
+  # handler that returns (or SIG_IGN) makes this an early stop.
+  signal.raise_signal(signum)
+  return {}
 
 
 def _train_and_evaluate(config, workdir, stop_at_step, changed, is_chief):
@@ -562,8 +591,10 @@ def _loop(config, workdir, task, layout, state, ckpt, log, start, total_steps,
       t_paused += paused
       eta.pause(paused)
       if stop:
-        logging.info('Stopped at step %d (checkpoint saved); re-run the same'
-                     ' command to resume.', done)
+        logging.warning('Stopped at step %d (checkpoint saved); re-run the'
+                        ' same command to resume.', done)
+        if preempt.requested:
+          raise _StopSignal(preempt.signum)
         return {}
 
   save(total_steps)
