@@ -457,6 +457,10 @@ def _train_and_evaluate(config, workdir, stop_at_step, changed, is_chief):
       state = state.replace(**restored)
       logging.info('Resumed from step %d', start)
     start = start or 0
+    if start > total_steps:  # A smaller budget than the run has done.
+      logging.warning('The run is at step %d, past the budget of %d steps:'
+                      ' evaluating it at step %d.', start, total_steps, start)
+      total_steps = start
     if is_chief:
       if changed:
         logging.warning('Config changed at step %d (recorded in %s): %s',
@@ -534,10 +538,17 @@ def _loop(config, workdir, task, layout, state, ckpt, log, start, total_steps,
     if ckpt.save_best(step, host_state, valid['loss']):
       logging.info('New best valid loss %.4f at step %d', valid['loss'], step)
 
-  if lag is not None and 0 < start < total_steps and start % eval_every == 0:
-    # The checkpoint of an evaluation step is saved before the evaluation
-    # whose MI steers aggressive training: redo it (not logged again).
-    state = lag.after_eval(state, run_eval('valid', start, write=False)['mi'])
+  if 0 < start < total_steps and start % eval_every == 0:
+    # An evaluation step's checkpoint is saved before its evaluation, which a
+    # signal skips: redo it (every process takes part; logged if missing).
+    # Its MI also steers aggressive training.
+    logged = log is not None and any(
+        r['step'] == start and r['split'] == 'valid'
+        for r in metric_log.read_metrics(workdir))
+    valid = run_eval('valid', start, write=not logged)
+    offer_best(start, valid)
+    if lag is not None:
+      state = lag.after_eval(state, valid['mi'])
 
   history, t_log, t_paused = [], time.time(), 0.0
   eta = _Eta()
@@ -581,7 +592,7 @@ def _loop(config, workdir, task, layout, state, ckpt, log, start, total_steps,
       # Save before evaluating: a failing evaluation loses no training.
       if evaluate_now or done % ckpt_every == 0 or stop:
         save(done)
-      if evaluate_now and not stop:
+      if evaluate_now and not preempt.requested:  # A signal can't wait.
         valid = run_eval('valid', done)
         logging.info('step %d valid: %s', done, _fmt(valid))
         offer_best(done, valid)

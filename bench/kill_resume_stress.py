@@ -1,0 +1,189 @@
+"""Kill-anywhere stress test of exact resume (issue 15 item 6; run by hand).
+
+  python bench/kill_resume_stress.py [--kills=10] [--busy=2] [--seed=0]
+
+Trains a tiny synthetic run with `launch.train` without interruption, then
+trains the same config in a second workdir while SIGKILLing the process at
+`--kills` moments: odd kills at a random time, even kills the moment a
+checkpoint write is under way (an Orbax temporary folder appears). After each
+kill the same command resumes. The final parameters must be bitwise equal to
+the uninterrupted run's. Then it sends SIGTERM to a fresh run mid-training and
+measures the time from the signal to the checkpoint on disk and to the
+process's exit, and how many steps past the last logged one it saved.
+
+`--busy=N` starts N CPU busy loops for the whole test (killed at the end), to
+check that nothing depends on timing. Not run in CI: it takes minutes.
+"""
+
+import argparse
+import glob
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 60
+FLAGS = [
+    '--config=configs/synthetic.py:vae',  # Annealed KL: beta resumes too.
+    '--config.data.synthetic.num_train=128',
+    '--config.data.synthetic.num_valid=32',
+    '--config.data.synthetic.num_test=32',
+    '--config.model.emb_dim=8', '--config.model.hidden=16',
+    '--config.model.latent=4', '--config.train.batch_size=16',
+    '--config.eval.batch_size=16', '--config.eval.mi_group_size=8',
+    f'--config.train.num_steps={STEPS}', '--config.train.log_every_steps=5',
+    '--config.train.eval_every_steps=20',
+    '--config.train.checkpoint_every_steps=3', '--config.train.parallel=jit',
+    # Keep every checkpoint, so each resumed segment is compared step by step.
+    '--config.train.keep_checkpoints=1000',
+]
+
+
+def command(workdir):
+  return [sys.executable, '-m', 'launch.train', f'--workdir={workdir}'] + FLAGS
+
+
+def start(workdir, log):
+  return subprocess.Popen(command(workdir), cwd=ROOT, stdout=log,
+                          stderr=subprocess.STDOUT,
+                          env=dict(os.environ, JAX_PLATFORMS='cpu'))
+
+
+def last_dir(workdir):
+  return os.path.join(workdir, 'checkpoints', 'last')
+
+
+def steps(workdir):
+  return sorted(int(d) for d in os.listdir(last_dir(workdir)) if d.isdigit())
+
+
+def writing(workdir):
+  return bool(glob.glob(os.path.join(last_dir(workdir), '*tmp*')))
+
+
+def params(workdir, step):
+  path = os.path.join(last_dir(workdir), str(step), 'default')
+  return ocp.StandardCheckpointer().restore(path)['params']
+
+
+def leaves_equal(a, b):
+  if isinstance(a, dict):
+    return a.keys() == b.keys() and all(leaves_equal(a[k], b[k]) for k in a)
+  return np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def run_to_end(workdir, log):
+  proc = start(workdir, log)
+  if proc.wait() != 0:
+    raise SystemExit(f'run failed ({proc.returncode}); see {log.name}')
+
+
+def stress(base, kills, rng, log):
+  """Returns the number of kills after which the resumed process wrote only
+  checkpoints bitwise equal to the uninterrupted run's, and final equality."""
+  full, workdir = os.path.join(base, 'full'), os.path.join(base, 'killed')
+  t0 = time.time()
+  run_to_end(full, log)
+  duration = time.time() - t0
+  print(f'uninterrupted run: {duration:.0f} s', flush=True)
+  kept = lambda: set(steps(workdir)) if os.path.isdir(last_dir(workdir)) else set()
+  segments = []  # Steps each process after a kill wrote.
+  for k in range(kills):
+    before = kept()
+    proc = start(workdir, log)
+    t = time.time()
+    during_write = k % 2 == 1
+    if during_write:  # Kill as soon as a checkpoint write is under way.
+      while proc.poll() is None and not writing(workdir):
+        time.sleep(0.002)
+    else:
+      time.sleep(rng.uniform(0.1, duration))
+    if proc.poll() is not None:
+      print(f'kill {k + 1}: the run had finished first', flush=True)
+      break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if k:
+      segments.append(kept() - before)
+    print(f'kill {k + 1}: after {time.time() - t:.1f} s'
+          f'{" during a checkpoint write" if during_write else ""};'
+          f' newest step {max(kept(), default=None)}', flush=True)
+  before = kept()
+  run_to_end(workdir, log)
+  segments.append(kept() - before)
+  survived = 0
+  for k, new in enumerate(segments):
+    equal = all(leaves_equal(params(full, s), params(workdir, s))
+                for s in sorted(new))
+    survived += equal
+    print(f'resume after kill {k + 1}: wrote steps {sorted(new)}; bitwise'
+          f' equal to the uninterrupted run: {equal}', flush=True)
+  final = max(steps(workdir)) == STEPS and leaves_equal(
+      params(full, STEPS), params(workdir, STEPS))
+  print(f'RESULT {survived}/{len(segments)} resumes exact; final step'
+        f' {STEPS} parameters bitwise equal: {final}', flush=True)
+  return final and survived == len(segments)
+def sigterm_latency(base, log):
+  """Seconds from SIGTERM to the checkpoint and to exit; steps past the log."""
+  workdir = os.path.join(base, 'term')
+  log_path = os.path.join(workdir, 'train.log')
+  proc = start(workdir, log)
+  # Wait for a logged training step past the first checkpoint.
+  while proc.poll() is None:
+    if os.path.exists(log_path) and ' step 10/' in open(log_path).read():
+      break
+    time.sleep(0.05)
+  before = set(steps(workdir))
+  t = time.time()
+  proc.send_signal(signal.SIGTERM)
+  saved_at = None
+  while proc.poll() is None:
+    if saved_at is None and set(steps(workdir)) - before:
+      saved_at = time.time()
+    time.sleep(0.002)
+  exited = time.time()
+  saved_at = saved_at or exited
+  logged = [int(w.split('/')[0]) for line in open(log_path)
+            for w in line.split(' step ')[1:2]]
+  print(f'SIGTERM: checkpoint after {saved_at - t:.2f} s, exit after'
+        f' {exited - t:.2f} s (code {proc.returncode}); saved step'
+        f' {max(steps(workdir))}, last logged step {max(logged)}', flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--kills', type=int, default=10)
+  parser.add_argument('--busy', type=int, default=0,
+                      help='CPU busy-loop processes to run meanwhile')
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--keep', action='store_true', help='keep the workdirs')
+  args = parser.parse_args()
+  rng = random.Random(args.seed)
+  base = tempfile.mkdtemp(prefix='kill_resume_')
+  busy = [subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+          for _ in range(args.busy)]
+  try:
+    with open(os.path.join(base, 'runs.log'), 'w') as log:
+      print(f'workdirs and log in {base}; load {os.getloadavg()}', flush=True)
+      ok = stress(base, args.kills, rng, log)
+      sigterm_latency(base, log)
+  finally:
+    for p in busy:
+      p.kill()
+      p.wait()
+    if not args.keep:
+      shutil.rmtree(base, ignore_errors=True)
+  print(f'load {os.getloadavg()}')
+  sys.exit(0 if ok else 1)
+
+
+if __name__ == '__main__':
+  main()
