@@ -12,7 +12,9 @@ measures the time from the signal to the checkpoint on disk and to the
 process's exit, and how many steps past the last logged one it saved.
 
 `--busy=N` starts N CPU busy loops for the whole test (killed at the end), to
-check that nothing depends on timing. Not run in CI: it takes minutes.
+check that nothing depends on timing. Not run in CI: it takes minutes. The
+runs share a persistent JAX compilation cache in $TMPDIR/kill_resume_jax_cache
+(the same executables, so the same numbers), so only the first run compiles.
 """
 
 import argparse
@@ -30,7 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = 60
+STEPS = 30
 FLAGS = [
     '--config=configs/synthetic.py:vae',  # Annealed KL: beta resumes too.
     '--config.data.synthetic.num_train=128',
@@ -39,9 +41,9 @@ FLAGS = [
     '--config.model.emb_dim=8', '--config.model.hidden=16',
     '--config.model.latent=4', '--config.train.batch_size=16',
     '--config.eval.batch_size=16', '--config.eval.mi_group_size=8',
-    f'--config.train.num_steps={STEPS}', '--config.train.log_every_steps=5',
-    '--config.train.eval_every_steps=20',
-    '--config.train.checkpoint_every_steps=3', '--config.train.parallel=jit',
+    f'--config.train.num_steps={STEPS}', '--config.train.log_every_steps=1',
+    '--config.train.eval_every_steps=10', '--config.data.bucket_size=32',
+    '--config.train.checkpoint_every_steps=2', '--config.train.parallel=jit',
     # Keep every checkpoint, so each resumed segment is compared step by step.
     '--config.train.keep_checkpoints=1000',
 ]
@@ -52,9 +54,28 @@ def command(workdir):
 
 
 def start(workdir, log):
+  # A persistent compilation cache: every run after the first starts in
+  # seconds (the cached executables are the same code, so results are too).
+  cache = os.path.join(tempfile.gettempdir(), 'kill_resume_jax_cache')
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=cache,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
   return subprocess.Popen(command(workdir), cwd=ROOT, stdout=log,
-                          stderr=subprocess.STDOUT,
-                          env=dict(os.environ, JAX_PLATFORMS='cpu'))
+                          stderr=subprocess.STDOUT, env=env)
+
+
+def log_since(workdir, offset):
+  path = os.path.join(workdir, 'train.log')
+  if not os.path.exists(path):
+    return ''
+  with open(path) as f:
+    f.seek(offset)
+    return f.read()
+
+
+def log_size(workdir):
+  path = os.path.join(workdir, 'train.log')
+  return os.path.getsize(path) if os.path.exists(path) else 0
 
 
 def last_dir(workdir):
@@ -65,8 +86,8 @@ def steps(workdir):
   return sorted(int(d) for d in os.listdir(last_dir(workdir)) if d.isdigit())
 
 
-def writing(workdir):
-  return bool(glob.glob(os.path.join(last_dir(workdir), '*tmp*')))
+def temporary_folders(workdir):
+  return set(glob.glob(os.path.join(last_dir(workdir), '*tmp*')))
 
 
 def params(workdir, step):
@@ -98,14 +119,20 @@ def stress(base, kills, rng, log):
   segments = []  # Steps each process after a kill wrote.
   for k in range(kills):
     before = kept()
+    offset = log_size(workdir)
     proc = start(workdir, log)
     t = time.time()
     during_write = k % 2 == 1
-    if during_write:  # Kill as soon as a checkpoint write is under way.
-      while proc.poll() is None and not writing(workdir):
+    if during_write:  # Kill as soon as a new checkpoint write begins.
+      leftovers = temporary_folders(workdir)  # From earlier kills.
+      while proc.poll() is None and temporary_folders(workdir) <= leftovers:
         time.sleep(0.002)
-    else:
-      time.sleep(rng.uniform(0.1, duration))
+    else:  # Kill a random moment after a step soon after the resumed one.
+      target = min(max(before, default=0) + rng.randint(1, 3), STEPS - 1)
+      while (proc.poll() is None and
+             f' step {target}/' not in log_since(workdir, offset)):
+        time.sleep(0.01)
+      time.sleep(rng.uniform(0.0, 0.5))
     if proc.poll() is not None:
       print(f'kill {k + 1}: the run had finished first', flush=True)
       break
@@ -138,7 +165,7 @@ def sigterm_latency(base, log):
   proc = start(workdir, log)
   # Wait for a logged training step past the first checkpoint.
   while proc.poll() is None:
-    if os.path.exists(log_path) and ' step 10/' in open(log_path).read():
+    if os.path.exists(log_path) and ' step 15/' in open(log_path).read():
       break
     time.sleep(0.05)
   before = set(steps(workdir))
@@ -170,6 +197,8 @@ def main():
   base = tempfile.mkdtemp(prefix='kill_resume_')
   busy = [subprocess.Popen([sys.executable, '-c', 'while True: pass'])
           for _ in range(args.busy)]
+  # A SIGTERM to this script also ends the busy loops (via `finally`).
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
   try:
     with open(os.path.join(base, 'runs.log'), 'w') as log:
       print(f'workdirs and log in {base}; load {os.getloadavg()}', flush=True)
