@@ -239,3 +239,20 @@ def test_sigterm_saves_the_step_in_flight_and_is_not_swallowed(
     signal.signal(signal.SIGTERM, old)
   _, step = train_test.final_params(config, workdir)
   assert step == 6
+
+
+def test_fields_added_since_the_run_started_are_not_changes(tmp_path):
+  config = text_config()
+  saved = json.loads(json.dumps(config.to_dict()))
+  del saved['train']['allow_config_change']
+  del saved['model']['dropout']  # As if added to the code later.
+  saved['model']['hidden'] = 8
+  saved['data']['dir'] = 'data'
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  with pytest.raises(errors.RunError) as e:
+    run_config.check_resume(config, str(tmp_path))
+  assert 'model.hidden: 8 -> 16' in str(e.value)
+  assert 'dropout' not in str(e.value)
+  saved['model']['hidden'] = 16
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  assert run_config.check_resume(config, str(tmp_path)) == []

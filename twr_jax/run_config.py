@@ -129,8 +129,11 @@ def check_resume(config: ml_collections.ConfigDict,
   except (OSError, json.JSONDecodeError) as e:
     raise errors.RunError(f'{path}: unreadable ({e}); is {workdir!r} a'
                           ' training workdir?') from e
+  # A field the saved config lacks was added to the code after the run
+  # started; new fields default to the earlier behaviour, so it is not a
+  # change. (The other way round, a field the code dropped, is one.)
   changed = [d for d in differences(saved, config.to_dict())
-             if d[0] not in RESUMABLE_FIELDS]
+             if d[0] not in RESUMABLE_FIELDS and d[1] != _ABSENT]
   if changed and not config.train.get('allow_config_change', False):
     lines = '\n'.join(f'  {k}: {old!r} -> {new!r}' for k, old, new in changed)
     raise errors.RunError(
