@@ -81,6 +81,9 @@ def train_section(batch_size: int,
   t.eval_every_steps = config_dict.placeholder(int)  # None: per epoch.
   t.checkpoint_every_steps = config_dict.placeholder(int)  # None: evals.
   t.keep_checkpoints = 3
+  # Resume a workdir even though its config.json differs (recorded in
+  # config_changes.jsonl; see twr_jax/run_config.py).
+  t.allow_config_change = False
   return t
 
 

@@ -18,11 +18,13 @@ Per split it reports, per sentence unless noted:
             bound on perplexity;
   mi        He et al.'s mutual-information estimate (groups of
             eval.mi_group_size sentences of similar length);
-  au        active units, Var_x E_q[z] >= eval.au_threshold.
+  au        active units, Var_x E_q[z] >= eval.au_threshold (NaN for a split
+            of one sentence, where the variance is undefined).
 """
 
 from typing import Any
 
+from absl import logging
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
@@ -125,14 +127,18 @@ def summarise(out: dict[str, np.ndarray],
   f64 = lambda k: out[k].astype(np.float64)
   rec, kl, kl_twr = f64('rec'), f64('kl'), f64('kl_twr')
   tokens = float(np.sum(out['length'] - 1))  # |x| + 1 scored tokens each.
-  au, _ = metrics.active_units(f64('z_mu'), config.eval.au_threshold)
+  # AU is a variance over the split's sentences: undefined below 2 (NaN).
+  au = (metrics.active_units(f64('z_mu'), config.eval.au_threshold)[0]
+        if n >= 2 else float('nan'))
+  if n < 2:
+    logging.warning('AU is undefined for a split of %d sentence(s): NaN.', n)
   return dict(
       loss=float(np.sum(rec + kl_twr) / n), rec=float(np.sum(rec) / n),
       kl=float(np.sum(kl) / n), kl_twr=float(np.sum(kl_twr) / n),
       kl_last=float(np.mean(f64('kl_last'))),
       nll_elbo=float(np.sum(rec + kl) / n),
       ppl=float(np.exp(np.sum(rec + kl) / tokens)),
-      mi=grouped_mi(out, config.eval.mi_group_size), au=int(au),
+      mi=grouped_mi(out, config.eval.mi_group_size), au=au,
       sentences=n, tokens=tokens,
   )
 

@@ -17,6 +17,7 @@ from twr_jax import datasets
 from twr_jax import errors
 from twr_jax import models
 from twr_jax import optim
+from twr_jax import run_config
 from twr_jax import text
 from twr_jax import train
 
@@ -52,11 +53,19 @@ def parse_step(value: str) -> int | str:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, 'config.json')
+  """The run config a training workdir saved (its config.json).
+
+  Raises:
+    errors.RunError: `workdir` is a file, or a folder without config.json
+      (not a training run).
+  """
+  resolved = run_config.resolve_workdir(workdir)
+  path = os.path.join(resolved, run_config.CONFIG_FILE)
   if not os.path.exists(path):
-    raise errors.RunError(f'{path}: not found; is {workdir!r} a training'
-                          ' workdir? (--workdir is the folder that'
-                          ' launch.train wrote)')
+    raise errors.RunError(
+        f'{workdir}: not a training run (no {run_config.CONFIG_FILE});'
+        ' --workdir must be the folder a training run wrote'
+        ' (python -m launch.train --workdir=...).')
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
@@ -66,13 +75,19 @@ def load_run(workdir: str, step: int | str = 'best',
   """Restores a checkpoint of a training workdir.
 
   Args:
-    workdir: the training workdir.
+    workdir: the training workdir (relative to the current directory, or
+      absolute).
     step: 'best' (lowest validation loss), 'last', or an int step of the
       kept last-N checkpoints.
     compute_dtype: 'float32' or 'bfloat16' overrides the run's
       `train.compute_dtype` for the model built here (None: the run's).
+
+  Raises:
+    errors.RunError: not a training workdir, no such checkpoint (the message
+      lists the kept steps), or a checkpoint that does not fit the config.
   """
   config = load_config(workdir)
+  workdir = run_config.resolve_workdir(workdir)
   if compute_dtype:
     config.train.compute_dtype = compute_dtype
   key = jax.random.key(0)
@@ -95,7 +110,7 @@ def load_run(workdir: str, step: int | str = 'best',
   ckpt.close()
   if restored is None:
     raise errors.RunError(
-        f'{workdir}/checkpoints: no {step!r} checkpoint to restore (--step:'
-        " 'best', 'last' or the step of a kept checkpoint)")
+        f'{workdir}/checkpoints: no {step!r} checkpoint to restore; has the'
+        ' run saved one yet?')
   return Run(config=config, vocab=vocab, model=model,
              params=restored['params'], step=int(found))
