@@ -141,7 +141,14 @@ def test_scores_are_one_for_perfect_and_low_for_constant_output():
   constant = reconstruction.scores(refs, [refs[0]] * 5)
   # Row 0 matches all 6 positions, the others only their EOS.
   assert constant['token_accuracy'] == pytest.approx((6 + 4 * 1) / 30)
-  assert constant['bleu4'] < 0.3
+  # By hand: clipped n-gram precisions over the corpus 15/25, 10/20, 6/15,
+  # 3/10; brevity penalty 1.
+  assert constant['bleu4'] == pytest.approx((0.6 * 0.5 * 0.4 * 0.3) ** 0.25)
+
+
+def test_bleu_without_any_matching_ngram_is_zero_and_quiet():
+  refs = [[5, 6, 7, 8, text.EOS]]
+  assert reconstruction.scores(refs, [[9, 10, 11, 12, text.EOS]])['bleu4'] == 0
 
 
 def test_reconstruct_returns_every_sentence_once():

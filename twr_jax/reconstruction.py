@@ -18,6 +18,7 @@ Optimus (Li et al., 2020) and similar projects report as reconstruction.
 
 import functools
 from typing import Any
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -93,7 +94,12 @@ def scores(references: list[list[int]],
   """'bleu4' (corpus BLEU-4 of the words, EOS dropped) and 'token_accuracy'
   (see the module docstring) of `reconstruct`'s output."""
   words = lambda ids: [str(i) for i in ids if i != text.EOS]
-  bleu = bleu_score.corpus_bleu([[words(r)] for r in references],
-                                [words(h) for h in hypotheses])
+  with warnings.catch_warnings():
+    # With no matching n-gram of some order the corpus BLEU is 0 by its
+    # definition (an untrained or collapsed model); NLTK warns at every call.
+    warnings.filterwarnings('ignore', message=r'\s*The hypothesis contains 0',
+                            category=UserWarning)
+    bleu = bleu_score.corpus_bleu([[words(r)] for r in references],
+                                  [words(h) for h in hypotheses])
   return dict(bleu4=float(bleu),
               token_accuracy=token_accuracy(references, hypotheses))
