@@ -157,9 +157,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 64
   c.eval.mi_group_size = 32  # Sentences per MI group (He et al.: 32).
   c.eval.au_threshold = 0.01
-  # Greedy reconstruction from the posterior mean at every evaluation
-  # (recon_bleu, recon_acc; twr_jax/reconstruction.py).
-  c.eval.reconstruction = True
+  # Greedy reconstruction from the posterior mean (recon_bleu, recon_acc;
+  # twr_jax/reconstruction.py): at the 'final' evaluation, at 'every' one
+  # (a greedy decode of the valid split each time), or 'off'.
+  c.eval.reconstruction = 'final'
   return c
 
 

@@ -10,6 +10,7 @@ from configs import default
 from twr_jax import datasets
 from twr_jax import input_pipeline
 from twr_jax import losses
+from twr_jax import metric_log
 from twr_jax import models
 from twr_jax import reconstruction
 from twr_jax import text
@@ -108,6 +109,11 @@ def test_compat_variant_sets_all_three_factors_and_trains(tmp_path):
   config.train.num_steps = 6
   results = train.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(results['test']['nll_elbo'])
+  # Reconstruction at the final evaluation only (eval.reconstruction).
+  assert 0.0 <= results['test']['recon_acc'] <= 1.0
+  mid = [r for r in metric_log.read_metrics(str(tmp_path))
+         if r['split'] == 'valid' and r['step'] < 6]
+  assert mid and all('recon_acc' not in r for r in mid)
 
 
 def test_unknown_train_order_is_rejected():

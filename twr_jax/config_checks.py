@@ -27,6 +27,7 @@ CHOICES = {
     'model.kl_length': losses.LENGTH_MODES,
     'model.z_length': losses.LENGTH_MODES,
     'data.train_order': input_pipeline.TRAIN_ORDERS,
+    'eval.reconstruction': ('final', 'every', 'off'),
     'train.loss_reduction': losses.REDUCTIONS,
     'train.kl_schedule.kind': schedules.KINDS,
     'train.parallel': parallel.MODES,

@@ -259,8 +259,11 @@ class DialogueTask:
   def make_train_step(self, kl_weight: Callable[[Array], Array]) -> Callable:
     return make_train_step(self.model, self.config, kl_weight)
 
-  def evaluate(self, params, split: str) -> dict[str, Any]:
-    """Loss metrics of a split's contexts (see `summarise`)."""
+  def evaluate(self, params, split: str, final: bool = False
+               ) -> dict[str, Any]:
+    """Loss metrics of a split's contexts (see `summarise`); the same at
+    the `final` evaluation as at the others."""
+    del final
     d = self.config.data
     total: dict[str, float] = {}
     for batch in dialogue_data.eval_batches(

@@ -302,13 +302,16 @@ class LMTask:
   def make_train_step(self, kl_weight: Callable[[Array], Array]) -> Callable:
     return make_train_step(self.model, self.config, kl_weight)
 
-  def evaluate(self, params, split: str) -> dict[str, Any]:
-    """The standard metrics (evaluate.py) and, unless
-    `eval.reconstruction` is off, greedy reconstruction from the posterior
-    mean: 'recon_bleu' (corpus BLEU-4) and 'recon_acc' (token accuracy),
-    the direct evidence that the decoder uses z (reconstruction.py)."""
+  def evaluate(self, params, split: str, final: bool = False
+               ) -> dict[str, Any]:
+    """The standard metrics (evaluate.py) and greedy reconstruction from
+    the posterior mean: 'recon_bleu' (corpus BLEU-4) and 'recon_acc' (token
+    accuracy), the direct evidence that the decoder uses z
+    (reconstruction.py), at the `final` evaluation or at every one, as
+    `eval.reconstruction` says ('final', 'every' or 'off')."""
     result = self._evaluator.evaluate(params, self.batchers[split])
-    if self.config.eval.get('reconstruction', True):
+    when = self.config.eval.get('reconstruction', 'final')
+    if when == 'every' or (when == 'final' and final):
       rec = reconstruction.reconstruct(
           self.model, self._layout.unreplicate(params), self.batchers[split])
       scores = reconstruction.scores(rec['references'], rec['hypotheses'])
@@ -528,7 +531,7 @@ def _loop(config, workdir, task, layout, state, ckpt, log, start, total_steps,
       for r in metric_log.read_metrics(workdir))
 
   def run_eval(split, step, write=True):
-    result = task.evaluate(state.params, split)
+    result = task.evaluate(state.params, split, final=step >= total_steps)
     if log is not None and write:
       log.write(dict(result, step=step, split=split))
     return result
