@@ -68,10 +68,10 @@ def run(tmp_path_factory):
   try:
     original = train.LMTask.evaluate
 
-    def failing_final_test(self, params, split):
+    def failing_final_test(self, params, split, final=False):
       if split == 'test':
         raise RuntimeError('evaluation broke')
-      return original(self, params, split)
+      return original(self, params, split, final)
 
     mp.setattr(train.LMTask, 'evaluate', failing_final_test)
     with pytest.raises(RuntimeError, match='evaluation broke') as first:
