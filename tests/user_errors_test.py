@@ -151,7 +151,7 @@ def test_workdir_and_flag_errors_are_one_block(tmp_path):
   proc = _launch('launch.evaluate', f'--workdir={tmp_path / "nope"}')
   assert proc.returncode == cli.EXIT_USER_ERROR, proc.stderr
   assert _block(proc.stderr)[0].startswith(
-      f'RunError: {tmp_path / "nope"}/config.json: not found; is')
+      f'RunError: {tmp_path / "nope"}: not a training run (no config.json)')
   assert 'Traceback' not in proc.stderr
 
 
