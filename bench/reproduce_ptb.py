@@ -175,7 +175,8 @@ def _add_wall_time(workdir: str, stage: str, seconds: float) -> None:
 
 
 def _run(cmd: list[str], workdir: str, stage: str) -> int:
-  log = os.path.join(workdir, f'{stage}.log')
+  # `.out`: the launcher's console; launch.train keeps its own train.log.
+  log = os.path.join(workdir, f'{stage}.out')
   print('+', ' '.join(cmd), f'> {log}', flush=True)
   start = time.time()
   with open(log, 'a') as f:

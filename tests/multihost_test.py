@@ -32,7 +32,10 @@ def test_two_processes_equal_one_process_with_four_devices(tmp_path):
   shared = str(tmp_path / 'multihost')
   outs = [str(tmp_path / f'params{i}.npz') for i in range(2)]
   env = dict(os.environ, JAX_PLATFORMS='cpu')
-  env.pop('XLA_FLAGS', None)
+  # Each worker sets its own device count; other flags (conftest's) stay.
+  env['XLA_FLAGS'] = ' '.join(
+      f for f in env.get('XLA_FLAGS', '').split()
+      if not f.startswith('--xla_force_host_platform_device_count'))
   procs = [subprocess.Popen(
       [sys.executable, os.path.join(ROOT, 'tests', 'multihost_worker.py'),
        str(port), str(i), '2', shared, outs[i]],

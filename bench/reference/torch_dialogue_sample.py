@@ -31,6 +31,11 @@ class DialogSampler(nn.Module):
     self.dec_rnn = nn.GRU(emb, ctx_hidden + latent, batch_first=True)
     self.out = nn.Linear(ctx_hidden + latent, vocab_size)
 
+  def prior(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu, logvar) [..., latent] of p(z | c) for context encodings c."""
+    h = torch.tanh(self.prior_fc(c))
+    return self.prior_mu(h), self.prior_logvar(h)
+
   @torch.no_grad()
   def sample(self, context: torch.Tensor, lengths: torch.Tensor,
              floors: torch.Tensor, bos: int, num_samples: int = 10,
@@ -54,8 +59,7 @@ class DialogSampler(nn.Module):
     x = torch.cat([u, nn.functional.one_hot(floors, 2).float()], dim=-1)
     _, c = self.ctx_rnn(x[None])  # [1, 1, H_c]
     c = c[0].expand(num_samples, -1)
-    p = torch.tanh(self.prior_fc(c))
-    mu, logvar = self.prior_mu(p), self.prior_logvar(p)
+    mu, logvar = self.prior(c)
     z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
     hidden = torch.cat([z, c], dim=-1)[None]
     token = torch.full((num_samples, 1), bos, dtype=torch.long)

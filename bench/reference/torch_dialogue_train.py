@@ -35,6 +35,8 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.nn.utils.rnn import pad_packed_sequence
 
+from torch_dialogue_sample import DialogSampler
+
 
 def _orthogonal(rnn: nn.GRU):
   for w in rnn.parameters():
@@ -47,23 +49,18 @@ def _small(layer: nn.Linear, bound: float):
   layer.bias.data.fill_(0)
 
 
-class DialogTrainer(nn.Module):
-  """The original's model and optimiser; `step(batch)` is one iteration."""
+class DialogTrainer(DialogSampler):
+  """The original's model and optimiser; `step(batch)` is one iteration.
+
+  The sampler's layers plus the recognition net, the original's
+  initialisation and its optimiser.
+  """
 
   def __init__(self, vocab_size: int, emb: int = 200, utt_hidden: int = 300,
                ctx_hidden: int = 300, latent: int = 200):
-    super().__init__()
-    self.embed = nn.Embedding(vocab_size, emb, padding_idx=0)
-    self.utt_rnn = nn.GRU(emb, utt_hidden, batch_first=True,
-                          bidirectional=True)
-    self.ctx_rnn = nn.GRU(2 * utt_hidden + 2, ctx_hidden, batch_first=True)
+    super().__init__(vocab_size, emb, utt_hidden, ctx_hidden, latent)
     self.recog_mu = nn.Linear(2 * utt_hidden + ctx_hidden, latent)
     self.recog_logvar = nn.Linear(2 * utt_hidden + ctx_hidden, latent)
-    self.prior_fc = nn.Linear(ctx_hidden, latent)
-    self.prior_mu = nn.Linear(latent, latent)
-    self.prior_logvar = nn.Linear(latent, latent)
-    self.dec_rnn = nn.GRU(emb, ctx_hidden + latent, batch_first=True)
-    self.out = nn.Linear(ctx_hidden + latent, vocab_size)
     for rnn in (self.utt_rnn, self.ctx_rnn, self.dec_rnn):
       _orthogonal(rnn)
     for layer in (self.recog_mu, self.recog_logvar, self.prior_fc,
@@ -101,10 +98,6 @@ class DialogTrainer(nn.Module):
   def recognition(self, u_x, h):
     x = torch.cat([u_x, h], 1)
     return self.recog_mu(x), self.recog_logvar(x)
-
-  def prior(self, h):
-    h = torch.tanh(self.prior_fc(h))
-    return self.prior_mu(h), self.prior_logvar(h)
 
   def step(self, batch: dict[str, np.ndarray], beta: float = 1.0) -> float:
     """One training iteration on a `dialogue_data` batch; returns the loss.
@@ -163,4 +156,4 @@ class DialogTrainer(nn.Module):
     self.optimizer.zero_grad()
     loss.backward()
     self.optimizer.step()
-    return float(loss)
+    return loss.item()
