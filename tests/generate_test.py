@@ -386,3 +386,13 @@ def test_dialogue_report(dd_run, tmp_path):
 def test_evaluator_options_checked_first(tmp_path, kwargs, message):
   with pytest.raises(errors.ConfigError, match=message):
     dialogue_eval.evaluate_run(str(tmp_path / 'none'), **kwargs)
+
+
+def test_too_few_sentences_to_interpolate_is_a_data_error():
+  eligible = np.array([False, True, False])  # One sentence short enough.
+  with pytest.raises(errors.DataError,
+                     match=r'1 of 3 sentences.*--max_sentence_len'):
+    interpolate.choose_pairs(3, 2, seed=0, eligible=eligible)
+  pairs = interpolate.choose_pairs(3, 4, seed=0, eligible=~eligible)
+  assert pairs.shape == (4, 2) and set(pairs.ravel()) <= {0, 2}
+  assert (pairs[:, 0] != pairs[:, 1]).all()

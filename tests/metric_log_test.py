@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 
+from twr_jax import errors
 from twr_jax import metric_log
 
 
@@ -133,7 +134,9 @@ class MetricLogTest(absltest.TestCase):
   def test_corrupt_complete_line_is_an_error(self):
     with open(self.path, 'w', encoding='utf-8') as f:
       f.write('{"step": 1, "split": "train"}\n{"step": 2, "spl\n')
-    with self.assertRaisesRegex(ValueError, r'metrics\.jsonl:2: corrupt'):
+    # A user error (one block from the launchers), naming file and line.
+    with self.assertRaisesRegex(errors.RunError,
+                                r'metrics\.jsonl:2: corrupt.*not JSON'):
       metric_log.read_metrics(self.workdir)
 
   def test_bad_records_write_nothing(self):

@@ -40,11 +40,18 @@ def interpolate_codes(z1: Array, z2: Array, alphas: Array) -> Array:
 
 def choose_pairs(num_sentences: int, num_pairs: int, seed: int,
                  eligible: np.ndarray | None = None) -> np.ndarray:
-  """[P, 2] indices of distinct sentences, uniformly at random (fixed seed)."""
+  """[P, 2] indices of distinct sentences, uniformly at random (fixed seed).
+
+  Raises:
+    errors.DataError: fewer than 2 sentences are eligible.
+  """
   pool = np.arange(num_sentences) if eligible is None else np.flatnonzero(
       eligible)
   if len(pool) < 2:
-    raise ValueError('need at least 2 eligible sentences to interpolate')
+    raise errors.DataError(
+        f'{len(pool)} of {num_sentences} sentences can be interpolated; need'
+        ' at least 2 distinct ones: use a bigger split, or raise (or unset)'
+        ' --max_sentence_len')
   rng = np.random.default_rng(seed)
   return np.stack([rng.choice(pool, 2, replace=False)
                    for _ in range(num_pairs)])

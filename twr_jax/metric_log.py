@@ -22,6 +22,7 @@ from typing import Any
 from absl import logging
 import numpy as np
 
+from twr_jax import errors
 from twr_jax import summary
 
 SPLITS = ('train', 'valid', 'test')
@@ -71,7 +72,9 @@ def _parse(path: str, number: int, line: str) -> dict[str, Any]:
   try:
     return json.loads(line)
   except json.JSONDecodeError as e:
-    raise ValueError(f'{path}:{number}: corrupt record {line[:80]!r}') from e
+    raise errors.RunError(
+        f'{path}:{number}: corrupt record {line[:80]!r} (not JSON: {e.msg});'
+        ' repair or delete that line, then re-run') from e
 
 
 def _rewrite(path: str, lines: list[str]) -> None:
