@@ -267,10 +267,7 @@ def train_case(ctx: Context, mode: str, dtype: str, batch_size: int,
   fused_out = None
   if other_out:
     fused_out = not layers.fused_affine_default()
-    model = type('OtherOut', (models.TWRVAE,), {'fused_output': fused_out})(
-        **{f: getattr(model, f) for f in (
-            'vocab_size', 'emb_dim', 'hidden', 'latent', 'cell', 'z_mode',
-            'dropout', 'bn_gamma', 'dtype')})
+    model = train_throughput.with_output_path(model, fused_out)
   key = jax.random.key(0)
   state = layout.replicate(lm_task.create_train_state(
       model, optim.optimizer_from_config(config), key))

@@ -37,10 +37,12 @@ includes the row-steps saved. The packed context encoding saves work with
 any weights (padding turns and tokens are skipped).
 """
 
+import functools
 import json
 import os
 import sys
 import time
+from unittest import mock
 
 from absl import app
 from absl import flags
@@ -109,7 +111,14 @@ def run_jax(model, params, vocab, examples, key, batch_size, config,
   """
   kwargs = dict(num_samples=K, max_len=MAX_LEN, batch_size=batch_size,
                 window=config.data.window, max_utt_len=config.data.max_utt_len,
-                pack=pack, compact=compact)
+                pack=pack)
+  if not compact:  # Row compaction off: a switch kept out of the API.
+    all_rows = functools.partial(
+        dialogue_decoding._sample_responses,  # pylint: disable=protected-access
+        compact=False)
+    with mock.patch.object(dialogue_decoding, 'sample_responses', all_rows):
+      return run_jax(model, params, vocab, examples, key, batch_size, config,
+                     pack)
   t = time.perf_counter()
   dialogue_decoding.sample_examples(model, params,
                                 examples if pack else examples[:1], vocab,

@@ -60,6 +60,7 @@ T = 22, V = 9947 this is 33.7 GFLOP, 61 % in the output layer (the bench
 README's 35.3 counts 22 decoder steps, V = 10000 and z in every decoder step).
 """
 
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -69,9 +70,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from unittest import mock
 
 from absl import app
 from absl import flags
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,6 +84,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from configs import ptb  # pylint: disable=g-import-not-at-top
 from twr_jax.core import host_memory
+from twr_jax.core import layers
 from twr_jax.core import losses
 from twr_jax.core import optim
 from twr_jax.core import parallel
@@ -155,10 +159,36 @@ def matmul_peak(n: int = PEAK_N, dtype=jnp.float32):
   return jax.jit(lambda x: x @ x), a, 2 * n**3
 
 
+class OtherPathAffine(layers.Affine):
+  """`layers.Affine` on a chosen matmul path: `affine` (fused=True) or
+  x @ W + b (False), whatever `layers.fused_affine_default()` says."""
+
+  fused: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    # The path is chosen when the layer is traced (fused_affine_default).
+    with mock.patch.object(layers, 'fused_affine_default', lambda: self.fused):
+      return super().__call__(x)
+
+
+def with_output_path(model: models.TWRVAE, fused: bool) -> models.TWRVAE:
+  """`model` (same fields and parameters) with its output layer on the
+  `fused` path; the other layers keep the backend's."""
+  cls = type('OutputPath', (models.TWRVAE,), {
+      '_output_layer': lambda self: OtherPathAffine(
+          self.vocab_size, fused=fused, dtype=self.dtype, name='out')})
+  return cls(**{f.name: getattr(model, f.name)
+                for f in dataclasses.fields(models.TWRVAE)
+                if f.name not in ('parent', 'name')})
+
+
 class PlainOutTWRVAE(models.TWRVAE):
   """TWRVAE with the output layer computed as x @ W + b (nn.Dense's way)."""
 
-  fused_output = False
+  def _output_layer(self):
+    return OtherPathAffine(self.vocab_size, fused=False, dtype=self.dtype,
+                           name='out')
 
 
 def _timed(fn, *args):

@@ -138,15 +138,17 @@ def test_respond_greedy_and_sampled(dd_run):
   assert dialogue_generate.respond(run, contexts[:1], num=3, max_len=8,
                           seed=1) == greedy[:1]
   sampled = dialogue_generate.respond(run, contexts, num=3, decoder='sample',
-                             max_len=8, temperature=1.0, seed=1)
-  assert sampled == dialogue_generate.respond(run, contexts, num=3, decoder='sample',
-                                     max_len=8, temperature=1.0, seed=1)
+                                      max_len=8, temperature=1.0, seed=1)
+  assert sampled == dialogue_generate.respond(
+      run, contexts, num=3, decoder='sample', max_len=8, temperature=1.0,
+      seed=1)
   assert sampled != greedy
   for r in sampled:
     assert all('<pad>' not in s and '<s>' not in s for s in r['responses'])
   # Temperature 0 is greedy.
-  assert dialogue_generate.respond(run, contexts, num=3, decoder='sample', max_len=8,
-                          temperature=0.0, seed=1) == greedy
+  assert dialogue_generate.respond(run, contexts, num=3, decoder='sample',
+                                   max_len=8, temperature=0.0,
+                                   seed=1) == greedy
   assert dialogue_generate.respond(run, contexts, num=0) == []
 
 

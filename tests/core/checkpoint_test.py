@@ -1,4 +1,4 @@
-"""Tests of twr_jax.core.checkpoint: damaged checkpoints, shape checks, steps."""
+"""Tests of twr_jax.core.checkpoint: damaged checkpoints, shapes, steps."""
 
 import glob
 import os

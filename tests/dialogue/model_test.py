@@ -360,9 +360,9 @@ def test_sample_responses():
   tokens_f, lengths_f = sample(flipped)
   np.testing.assert_array_equal(tokens_f, tokens[::-1])
   np.testing.assert_array_equal(lengths_f, lengths[::-1])
-  other, _ = dialogue_decoding.sample_responses(make_model(), init_params(), batch,
-                                 jax.random.key(12), 4, 9, bos_id=BOS,
-                                 eos_id=EOS)
+  other, _ = dialogue_decoding.sample_responses(
+      make_model(), init_params(), batch, jax.random.key(12), 4, 9,
+      bos_id=BOS, eos_id=EOS)
   assert np.any(other != tokens)
   # Lengths count the tokens before the first EOS (max_len if none).
   expected = [list(r).index(EOS) if EOS in r else 9
@@ -372,7 +372,8 @@ def test_sample_responses():
   # previous ones, from [z_k; c] with z_k drawn from the prior.
   c, _ = method('encode_context', *(batch[f] for f in FIELDS[:4]))
   mu, logvar = method('prior', c)
-  z = dialogue_decoding.prior_samples(prng.example_keys(key, batch['index']), mu, logvar, 4)
+  z = dialogue_decoding.prior_samples(
+      prng.example_keys(key, batch['index']), mu, logvar, 4)
   flat = np.asarray(tokens).reshape(12, 9)
   inputs = np.concatenate([np.full((12, 1), BOS), flat[:, :-1]], axis=1)
   logits = method('decode', inputs.astype(np.int32), z.reshape(12, Z),
@@ -405,14 +406,16 @@ def test_row_compaction_gives_the_same_samples():
       kernel=kernel.at[:, EOS].set(50.0 * jax.nn.one_hot(1, kernel.shape[0])),
       bias=bias.at[EOS].set(-10.0))
   batch = dict(BATCH, index=np.array([5, 9, 2], np.int32))
-  sample = functools.partial(dialogue_decoding.sample_responses, make_model(), params, batch,
-                             jax.random.key(0), 4, 12, bos_id=BOS, eos_id=EOS)
-  tokens, lengths = sample()
+  tokens, lengths = dialogue_decoding.sample_responses(
+      make_model(), params, batch, jax.random.key(0), 4, 12, bos_id=BOS,
+      eos_id=EOS)
   # Rows end at 0, 1, 2, ... steps, and only 5 of 12 run all 12 steps, so
   # from some step on only the 6-row prefix is decoded.
   assert 4 <= len(set(np.asarray(lengths).ravel().tolist()))
   assert np.sum(np.asarray(lengths) == 12) <= 6
-  every_row, every_len = sample(compact=False)
+  every_row, every_len = dialogue_decoding._sample_responses(  # pylint: disable=protected-access
+      make_model(), params, batch, jax.random.key(0), 4, 12, bos_id=BOS,
+      eos_id=EOS, compact=False)
   np.testing.assert_array_equal(tokens, every_row)
   np.testing.assert_array_equal(lengths, every_len)
 

@@ -102,7 +102,8 @@ def _loss_and_grads(kl_mask, train, packed):
   model = mt.make_model(kl_mask)
 
   def per_example(params):
-    _, aux = dialogue_losses.dialogue_loss(model, params, batch, keys, 0.3, train)
+    _, aux = dialogue_losses.dialogue_loss(model, params, batch, keys, 0.3,
+                                           train)
     return aux
 
   aux = jax.jit(per_example)(mt.init_params())

@@ -1,4 +1,4 @@
-"""Layers shared by both tasks' models: PyTorch-parametrised RNNs (SPEC A.3, A.6).
+"""Layers both tasks' models share: PyTorch-parametrised RNNs (SPEC A.3, A.6).
 
 Parametrisation and initialisation follow PyTorch's (SPEC A.6), so weights map
 one to one onto the original code: every RNN has an input projection `ih`
@@ -97,7 +97,7 @@ affine.defvjp(_affine_fwd, _affine_bwd)
 
 
 def fused_affine_default() -> bool:
-  """Whether `Affine` (fused=None) and IW-NLL's output layer use `affine`.
+  """Whether `Affine` and IW-NLL's output layer use `affine`.
 
   True on the CPU backend only: `affine` works around XLA:CPU's dot paths
   (measured there, see its docstring); on GPU / TPU the plain x @ W + b is
@@ -123,17 +123,16 @@ def linear(x: Array, w: Array, b: Array, fused: bool | None = None) -> Array:
 
 
 class Affine(nn.Module):
-  """A Linear layer computed with `affine`: nn.Dense's parameters ('kernel'
-  <f32>[K, N], 'bias' <f32>[N]) and values, its weight gradient faster on
-  XLA CPU. Used for the matmuls whose inputs span every token (the RNN input
-  projections and the output layer).
+  """A Linear layer computed with `linear`: nn.Dense's parameters ('kernel'
+  <f32>[K, N], 'bias' <f32>[N]) and values; on CPU as `affine`, whose weight
+  gradient is faster there (`fused_affine_default`). Used for the matmuls
+  whose inputs span every token (the RNN input projections and the output
+  layer).
 
   Attributes:
     features: N.
     kernel_init, bias_init: initialisers; None gives torch.nn.Linear's
       U(+-1/sqrt(K)).
-    fused: True: `affine`; False: x @ kernel + bias like nn.Dense; None
-      (default): `fused_affine_default()`, i.e. `affine` on CPU only.
     dtype: computation dtype: x, kernel and bias are cast to it, so the
       output is <dtype>[..., N]; the parameters stay float32 (mixed
       precision, `compute_dtype`).
@@ -142,7 +141,6 @@ class Affine(nn.Module):
   features: int
   kernel_init: Callable | None = None
   bias_init: Callable | None = None
-  fused: bool | None = None
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -153,7 +151,7 @@ class Affine(nn.Module):
                         (x.shape[-1], self.features))
     bias = self.param('bias', self.bias_init or init, (self.features,))
     x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
-    return linear(x, kernel, bias, self.fused)
+    return linear(x, kernel, bias)
 
 
 def embedding_init(key, shape, dtype=jnp.float32):

@@ -62,13 +62,10 @@ def encode_utterances(model: dialogue_model.DialogTWRVAE, params, tokens: Array,
                      method=dialogue_model.DialogTWRVAE.encode_utterances)
 
 
-@functools.partial(
-    jax.jit, static_argnames=('model', 'num_samples', 'max_len', 'compact')
-)
 def sample_responses(
-    model: dialogue_model.DialogTWRVAE, params, batch: dict[str, Array], key: PRNGKey,
-    num_samples: int = 10, max_len: int = 40, *, bos_id: int | Array,
-    eos_id: int | Array, compact: bool = True,
+    model: dialogue_model.DialogTWRVAE, params, batch: dict[str, Array],
+    key: PRNGKey, num_samples: int = 10, max_len: int = 40, *,
+    bos_id: int | Array, eos_id: int | Array,
 ) -> tuple[Array, Array]:
   """Greedy responses from K prior samples per context (SPEC B.6).
 
@@ -92,13 +89,26 @@ def sample_responses(
     num_samples: K.
     max_len: decoding steps at most.
     bos_id, eos_id: the ids of `<s>` and `</s>` (`DialogVocab`).
-    compact: row compaction (above); False decodes every row every step.
 
   Returns:
     (tokens <i32>[B, K, max_len], the greedy tokens up to and including the
     first `</s>`, then PAD; lengths <i32>[B, K], the tokens before the first
     `</s>`, max_len if there is none).
   """
+  return _sample_responses(model, params, batch, key, num_samples, max_len,
+                           bos_id=bos_id, eos_id=eos_id, compact=True)
+
+
+@functools.partial(
+    jax.jit, static_argnames=('model', 'num_samples', 'max_len', 'compact')
+)
+def _sample_responses(
+    model: dialogue_model.DialogTWRVAE, params, batch: dict[str, Array],
+    key: PRNGKey, num_samples: int, max_len: int, *, bos_id: int | Array,
+    eos_id: int | Array, compact: bool,
+) -> tuple[Array, Array]:
+  # `sample_responses`; compact=False (every row every step) is for the
+  # tests and bench/dialogue_eval_throughput.py, which measure what it buys.
   variables = {'params': params}
   if 'utterances' in batch:  # Encoded beforehand (`encode_utterances`).
     c, _ = model.apply(
@@ -110,13 +120,15 @@ def sample_responses(
         variables, batch['context'], batch['context_lens'], batch['floors'],
         batch['num_turns'], method=dialogue_model.DialogTWRVAE.encode_context,
     )
-  mu, logvar = model.apply(variables, c, method=dialogue_model.DialogTWRVAE.prior)
+  mu, logvar = model.apply(variables, c,
+                           method=dialogue_model.DialogTWRVAE.prior)
   keys = prng.example_keys(key, batch['index'])
   z = prior_samples(keys, mu, logvar, num_samples)
   b, k = z.shape[:2]
   z = z.reshape(b * k, -1)
   c = jnp.repeat(c, k, axis=0)
-  carry = model.apply(variables, z, c, method=dialogue_model.DialogTWRVAE.decode_init)
+  carry = model.apply(variables, z, c,
+                      method=dialogue_model.DialogTWRVAE.decode_init)
   rows = b * k
   # Row compaction: rows that have ended move to the back after every step,
   # and a step decodes only the smallest prefix (all rows, 1/2, 1/4 or 1/8
@@ -312,7 +324,7 @@ def sample_examples(
     examples: list[dialogue_data.Example], vocab: dialogue_data.DialogVocab,
     key: jax.Array, *, num_samples: int = 10, max_len: int = 40,
     batch_size: int = 256, window: int = 10, max_utt_len: int = 40,
-    pack: bool = True, compact: bool = True, temperature: float = 0.0,
+    pack: bool = True, temperature: float = 0.0,
     keep_tail: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Prior samples for every example, `batch_size` contexts a call.
@@ -324,7 +336,7 @@ def sample_examples(
   work); without it, each call encodes its padded batch.
 
   Greedy without `keep_tail` runs `sample_responses` (early
-  stop, `compact` rows); a temperature > 0 or `keep_tail` runs
+  stop, row compaction); a temperature > 0 or `keep_tail` runs
   `decode_responses` (every row max_len steps). Both give the same greedy
   tokens up to the first `</s>`.
 
@@ -349,7 +361,7 @@ def sample_examples(
     else:
       out = sample_responses(
           model, params, batch, key, num_samples, max_len,
-          bos_id=vocab.bos_id, eos_id=vocab.eos_id, compact=compact)
+          bos_id=vocab.bos_id, eos_id=vocab.eos_id)
     keep = batch['weights'] > 0
     t, n = jax.device_get(out)
     tokens.append(t[keep])

@@ -17,8 +17,8 @@ PRNGKey = jax.Array
 
 
 def dialogue_loss(
-    model: dialogue_model.DialogTWRVAE, params, batch: dict[str, Array], keys: PRNGKey,
-    beta: Array | float, train: bool, reduction: str = 'sum', *,
+    model: dialogue_model.DialogTWRVAE, params, batch: dict[str, Array],
+    keys: PRNGKey, beta: Array | float, train: bool, reduction: str = 'sum', *,
     max_turns: Array | None = None, count: Array | None = None,
 ) -> tuple[Array, dict[str, Array]]:
   """The training objective, recon + beta * timestep-wise KL (SPEC B.4).
@@ -29,8 +29,8 @@ def dialogue_loss(
     batch: a `dialogue_data` batch, padded or packed (`pack_batch`: the same
       values up to float rounding, much less work).
     keys: typed PRNG keys [B], one per example.
-    beta: the KL weight (1 for Switchboard; `dialogue_model.dailydialog_kl_schedule` for
-      DailyDialog).
+    beta: the KL weight (1 for Switchboard;
+      `dialogue_model.dailydialog_kl_schedule` for DailyDialog).
     train: enables dropout.
     reduction: 'sum' over the batch (the original) or 'mean' per example.
     max_turns: see `DialogTWRVAE.__call__`.

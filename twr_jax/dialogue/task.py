@@ -184,13 +184,15 @@ class DialogueTask:
           self.train_batcher, layout.num_devices * jax.process_count())
     self.kl_steps_per_epoch = float(self.train_batcher.num_batches)
     self.examples = {
-        s: dialogue_data.eval_examples(dialogue_data.read_split(config, s), self.vocab,
-                                       d.window, d.max_utt_len)
+        s: dialogue_data.eval_examples(
+            dialogue_data.read_split(config, s), self.vocab, d.window,
+            d.max_utt_len)
         for s in ('valid', 'test')
     }
     self.model = dialogue_model.model_from_config(config, len(self.vocab))
-    self._eval = layout.compile(dialogue_evaluation.make_eval_step(self.model), 3,
-                                broadcast_argnums=(2,))
+    self._eval = layout.compile(
+        dialogue_evaluation.make_eval_step(self.model), 3,
+        broadcast_argnums=(2,))
 
   def init_params(self, key: PRNGKey):
     return init_params(self.model, key, self.config, self.vocab)

@@ -90,8 +90,8 @@ def _check_baselines(config) -> None:
                       ' or a number > 0 (BN-VAE paper: 0.6-0.7)')
   s = config.train.kl_schedule
   if s.kind == 'cyclical' and not (
-      isinstance(s.cycles, int) and s.cycles >= 1 and config_checks.is_number(s.ratio)
-      and 0 < s.ratio <= 1):
+      isinstance(s.cycles, int) and s.cycles >= 1
+      and config_checks.is_number(s.ratio) and 0 < s.ratio <= 1):
     raise ConfigError(
         f'config.train.kl_schedule: cycles = {s.cycles!r}, ratio ='
         f' {s.ratio!r}: the cyclical schedule needs an int cycles >= 1 and'
