@@ -13,6 +13,7 @@ import ml_collections
 
 from twr_jax import errors
 from twr_jax.core import parallel
+from twr_jax.core import task as task_lib
 from twr_jax.core import workdir as workdir_lib
 from twr_jax.dialogue import generate as dialogue_generate
 from twr_jax.dialogue import report as dialogue_report
@@ -39,7 +40,7 @@ class Entry:
       `Command`; a task without one of them has no entry for it.
   """
 
-  make: Callable[..., Any]
+  make: Callable[..., task_lib.Task]
   validate: Callable[[ml_collections.ConfigDict], None]
   load_model: Callable[..., tuple[Any, Any, Any, Any]]
   commands: dict[str, Command]
@@ -80,7 +81,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def make_task(config: ml_collections.ConfigDict, workdir: str,
-              layout: parallel.Layout, eval_key: jax.Array):
+              layout: parallel.Layout, eval_key: jax.Array) -> task_lib.Task:
   """The training loop's task for `config` (see `core/task.py`)."""
   return TASKS[name(config)].make(config, workdir, layout, eval_key)
 

@@ -420,18 +420,6 @@ def test_row_compaction_gives_the_same_samples():
   np.testing.assert_array_equal(lengths, every_len)
 
 
-def test_dailydialog_kl_schedule_matches_the_original_loop():
-  num_batches = 7
-  schedule = jax.jit(dm.dailydialog_kl_schedule(num_batches))
-  beta = 0.1
-  for step in range(11 * num_batches):
-    beta = min(1.0, beta + 1.0 / (10 * num_batches))  # Before the step.
-    np.testing.assert_allclose(schedule(step), beta, rtol=1e-6)
-  np.testing.assert_allclose(schedule(0), 0.1 + 1 / 70, rtol=1e-6)
-  assert schedule(9 * num_batches - 2) < 1.0
-  assert schedule(9 * num_batches - 1) == 1.0
-
-
 def test_rejects_unknown_kl_mask():
   with pytest.raises(ValueError, match='kl_mask'):
     apply(BATCH, kl_mask='all')

@@ -441,10 +441,6 @@ class EncodedDialogues:
     )
 
   @property
-  def num_dialogues(self) -> int:
-    return len(self.offsets) - 1
-
-  @property
   def max_utt_len(self) -> int:
     return self.turns.shape[1]
 

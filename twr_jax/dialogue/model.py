@@ -42,7 +42,6 @@ import optax
 
 from twr_jax.core import layers
 from twr_jax.core import losses
-from twr_jax.core import schedules
 from twr_jax.dialogue import data as dialogue_data
 
 Array = jax.Array
@@ -660,29 +659,6 @@ def packed_forward(
   out['rec'] = jax.ops.segment_sum(jnp.where(valid, ce, 0.0).reshape(-1),
                                    row.reshape(-1), num_segments=rows)
   return out
-
-
-def dailydialog_kl_schedule(num_batches: int) -> schedules.Schedule:
-  """The DailyDialog KL weight by step (SPEC B.4), in closed form.
-
-  The original sets beta = 0.1 once, then before every iteration
-  beta <- min(1, beta + 1 / (10 num_batches)) (`--warmup 10`), so step s
-  (0-based) uses min(1, 0.1 + (s + 1) / (10 num_batches)), reaching 1 after
-  9 epochs. That is `schedules`' 'linear' kind with start 0.1, warmup_epochs
-  9 and train_size / batch_size = num_batches: its rate
-  (1 - 0.1) / (9 num_batches) is the same increment. Being a function of the
-  step, it resumes exactly (the original restarts from 0.1 on reload).
-
-  Args:
-    num_batches: training batches per epoch (`DialogBatcher.num_batches`).
-
-  Returns:
-    A schedule from the step index to a float32 scalar beta.
-  """
-  return schedules.make_kl_schedule(
-      'linear', start=0.1, warmup_epochs=9.0, train_size=num_batches,
-      batch_size=1,
-  )
 
 
 def model_from_config(config: ml_collections.ConfigDict,
