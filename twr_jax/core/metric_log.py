@@ -20,8 +20,8 @@ from collections.abc import Mapping
 import json
 import math
 import os
+import time
 from typing import Any
-import uuid
 
 from absl import logging
 import numpy as np
@@ -113,12 +113,14 @@ class MetricLog:
       _rewrite(self.path, _read_lines(self.path))
     self._file = open(self.path, 'a', encoding='utf-8')
     # tensorboardX names event files by the second and the host and opens
-    # them with 'wb': a unique suffix keeps a writer started in the same
-    # second (a quick resume) from truncating the previous writer's file.
+    # them with 'wb': a nanosecond suffix keeps a writer started in the same
+    # second (a quick resume) from truncating the previous writer's file,
+    # and keeps the files' name order their creation order (TensorBoard
+    # reads them in name order and drops steps that go backwards).
     self._writer = tensorboardX.SummaryWriter(
         os.path.join(workdir, 'tensorboard'),
         flush_secs=_TENSORBOARD_FLUSH_SECONDS,
-        filename_suffix=f'.{uuid.uuid4().hex}')
+        filename_suffix=f'.{time.time_ns():020d}')
 
   def write(self, record: Mapping[str, Any]) -> None:
     """Writes one record and flushes both sinks.
