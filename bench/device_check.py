@@ -19,7 +19,7 @@ wanted numbers first, so that a run cut short still has them):
                sentences (`likelihood.log_likelihood`), float32 and bfloat16;
   dialogue/... the dialogue evaluation on the first 2,000 DailyDialog test
                contexts: 10 greedy prior samples of <= 40 tokens each
-               (`dialogue_eval.sample_examples`), then every metric
+               (`dialogue_decoding.sample_examples`), then every metric
                (`dialogue_metrics.score_responses`, on the host CPU).
 
 The weights are random (PyTorch-style init) unless `--lm_workdir` /
@@ -189,7 +189,7 @@ class Context:
 
   def lm_data(self):
     if self._lm is None:
-      from twr_jax import datasets  # pylint: disable=g-import-not-at-top
+      from twr_jax.lm import data as datasets  # pylint: disable=g-import-not-at-top
       self._lm = datasets.load(self.lm_config('float32'),
                                splits=('train', 'test'))
     return self._lm
@@ -198,21 +198,20 @@ class Context:
     """(config, vocab, test examples) of DailyDialog."""
     if self._dd is None:
       from configs import dailydialog  # pylint: disable=g-import-not-at-top
-      from twr_jax import dialogue_data  # pylint: disable=g-import-not-at-top
-      from twr_jax import dialogue_train  # pylint: disable=g-import-not-at-top
-      from twr_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+      from twr_jax.dialogue import data as dialogue_data  # pylint: disable=g-import-not-at-top
+      from twr_jax import tasks  # pylint: disable=g-import-not-at-top
       if self.args.dd_workdir:
-        run = workdir_lib.load_run(self.args.dd_workdir, 'last')
+        run = tasks.load_run(self.args.dd_workdir, 'last')
         config, vocab = run.config, run.vocab
         self.dd_params = run.params
       else:
         config = dailydialog.get_config(self.sizes['dd_variant'])
         config.data.dir = self.args.dd_dir
-        vocab = dialogue_train.load_vocab(config, None)
+        vocab = dialogue_data.load_vocab(config, None)
         self.dd_params = None
       config.data.dir = self.args.dd_dir
       examples = dialogue_data.eval_examples(
-          dialogue_train.read_split(config, 'test'), vocab,
+          dialogue_data.read_split(config, 'test'), vocab,
           config.data.window, config.data.max_utt_len)
       self._dd = (config, vocab, examples[:self.sizes['dd_contexts']])
     return self._dd
@@ -226,7 +225,7 @@ def _lm_batches(sequences, batch_size: int, count: int, seed: int):
   order (`Batcher.train_batch`); if that length has fewer than `count`
   batches, they are reused in turn.
   """
-  from twr_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from twr_jax.lm import input_pipeline  # pylint: disable=g-import-not-at-top
   batcher = input_pipeline.Batcher(sequences, batch_size, 8, seed)
   padded = [input_pipeline.bucket_length(len(s), 8) for s in sequences]
   t_common = max(set(padded), key=padded.count)
@@ -242,17 +241,18 @@ def _lm_batches(sequences, batch_size: int, count: int, seed: int):
 
 def train_case(ctx: Context, mode: str, dtype: str, batch_size: int,
                other_out: bool = False) -> dict:
-  """Times the LM train step (`train.make_train_step`) for one case.
+  """Times the LM train step (`lm_task.make_train_step`) for one case.
 
   `other_out`: the output layer takes the path this backend does not use by
-  default (`models.fused_affine_default`): the CPU's fused `affine` on an
+  default (`layers.fused_affine_default`): the CPU's fused `affine` on an
   accelerator, x @ W + b on CPU; measures whether the backend choice holds.
   """
-  from twr_jax import models  # pylint: disable=g-import-not-at-top
-  from twr_jax import optim  # pylint: disable=g-import-not-at-top
-  from twr_jax import parallel  # pylint: disable=g-import-not-at-top
-  from twr_jax import schedules  # pylint: disable=g-import-not-at-top
-  from twr_jax import train  # pylint: disable=g-import-not-at-top
+  from twr_jax.core import layers  # pylint: disable=g-import-not-at-top
+  from twr_jax.lm import model as models  # pylint: disable=g-import-not-at-top
+  from twr_jax.core import optim  # pylint: disable=g-import-not-at-top
+  from twr_jax.core import parallel  # pylint: disable=g-import-not-at-top
+  from twr_jax.core import schedules  # pylint: disable=g-import-not-at-top
+  from twr_jax.lm import task as lm_task  # pylint: disable=g-import-not-at-top
   import train_throughput  # pylint: disable=g-import-not-at-top
   s = ctx.sizes
   config = ctx.lm_config(dtype)
@@ -266,16 +266,13 @@ def train_case(ctx: Context, mode: str, dtype: str, batch_size: int,
   model = models.model_from_config(config, vocab)
   fused_out = None
   if other_out:
-    fused_out = not models.fused_affine_default()
-    model = type('OtherOut', (models.TWRVAE,), {'fused_output': fused_out})(
-        **{f: getattr(model, f) for f in (
-            'vocab_size', 'emb_dim', 'hidden', 'latent', 'cell', 'z_mode',
-            'dropout', 'bn_gamma', 'dtype')})
+    fused_out = not layers.fused_affine_default()
+    model = train_throughput.with_output_path(model, fused_out)
   key = jax.random.key(0)
-  state = layout.replicate(train.create_train_state(
+  state = layout.replicate(lm_task.create_train_state(
       model, optim.optimizer_from_config(config), key))
   fn = layout.compile(
-      train.make_train_step(model, config,
+      lm_task.make_train_step(model, config,
                             schedules.make_kl_schedule('constant')),
       3, broadcast_argnums=(2,), donate_argnums=(0,))
   t = time.perf_counter()
@@ -298,7 +295,7 @@ def train_case(ctx: Context, mode: str, dtype: str, batch_size: int,
       batch_size, t_len, vocab, m.emb_dim, m.hidden, m.latent)['step']
   out = dict(mode=mode, compute_dtype=dtype, batch=batch_size,
              output_layer='affine (fused)' if (
-                 models.fused_affine_default() if fused_out is None
+                 layers.fused_affine_default() if fused_out is None
                  else fused_out) else 'x @ W + b',
              devices=n_dev, T=t_len, distinct_batches=distinct,
              warmup_steps=warmup, warmup_s=round(warmup_s, 2),
@@ -316,18 +313,18 @@ def train_case(ctx: Context, mode: str, dtype: str, batch_size: int,
 
 def iwnll_case(ctx: Context, dtype: str) -> dict:
   """Times IW-NLL (K samples) of the first N PTB test sentences."""
-  from twr_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from twr_jax import likelihood  # pylint: disable=g-import-not-at-top
-  from twr_jax import models  # pylint: disable=g-import-not-at-top
-  from twr_jax import text  # pylint: disable=g-import-not-at-top
-  from twr_jax import train  # pylint: disable=g-import-not-at-top
-  from twr_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from twr_jax.lm import input_pipeline  # pylint: disable=g-import-not-at-top
+  from twr_jax.lm import likelihood  # pylint: disable=g-import-not-at-top
+  from twr_jax.lm import model as models  # pylint: disable=g-import-not-at-top
+  from twr_jax.core import text  # pylint: disable=g-import-not-at-top
+  from twr_jax import tasks  # pylint: disable=g-import-not-at-top
+  from twr_jax.lm import task as lm_task  # pylint: disable=g-import-not-at-top
   s, args = ctx.sizes, ctx.args
   cpu = jax.default_backend() == 'cpu'
   batch_size = args.iw_batch_size or (1 if cpu else 16)
   budget = args.iw_token_budget or (65536 if cpu else 2**20)
   if args.lm_workdir:
-    run = workdir_lib.load_run(args.lm_workdir, 'last')
+    run = tasks.load_run(args.lm_workdir, 'last')
     run.config.train.compute_dtype = dtype
     model = models.model_from_config(run.config, len(run.vocab))
     params = run.params
@@ -337,7 +334,7 @@ def iwnll_case(ctx: Context, dtype: str) -> dict:
   else:
     data = ctx.lm_data()
     model = models.model_from_config(ctx.lm_config(dtype), len(data.vocab))
-    params = train.init_params(model, jax.random.key(0))
+    params = lm_task.init_params(model, jax.random.key(0))
     sequences = data.splits['test']
     weights = 'random init'
   sequences = sequences[:s['iw_sentences']]
@@ -367,17 +364,18 @@ def iwnll_case(ctx: Context, dtype: str) -> dict:
 
 def dialogue_case(ctx: Context, dtype: str) -> dict:
   """Times the dialogue evaluation of the first C DailyDialog test contexts."""
-  from twr_jax import dialogue_data  # pylint: disable=g-import-not-at-top
-  from twr_jax import dialogue_eval  # pylint: disable=g-import-not-at-top
-  from twr_jax import dialogue_metrics  # pylint: disable=g-import-not-at-top
-  from twr_jax import dialogue_train  # pylint: disable=g-import-not-at-top
+  from twr_jax.dialogue import data as dialogue_data  # pylint: disable=g-import-not-at-top
+  from twr_jax.dialogue import decoding as dialogue_decoding  # pylint: disable=g-import-not-at-top
+  from twr_jax.dialogue import model as dialogue_model  # pylint: disable=g-import-not-at-top
+  from twr_jax.dialogue import metrics as dialogue_metrics  # pylint: disable=g-import-not-at-top
+  from twr_jax.dialogue import task as dialogue_task  # pylint: disable=g-import-not-at-top
   s = ctx.sizes
   config, vocab, examples = ctx.dd()
   config.train.compute_dtype = dtype
-  model = dialogue_train.model_from_config(config, len(vocab))
+  model = dialogue_model.model_from_config(config, len(vocab))
   params = ctx.dd_params
   if params is None:
-    params = dialogue_train.init_params(model, jax.random.key(0), config,
+    params = dialogue_task.init_params(model, jax.random.key(0), config,
                                         vocab)
   kwargs = dict(num_samples=s['dd_samples'], max_len=s['dd_max_len'],
                 batch_size=ctx.args.dd_batch_size, window=config.data.window,
@@ -386,10 +384,10 @@ def dialogue_case(ctx: Context, dtype: str) -> dict:
   # Warm-up: the same examples (the packed utterance encoder compiles one
   # shape per trimmed width, which only the same examples reproduce).
   t = time.perf_counter()
-  dialogue_eval.sample_examples(model, params, examples, vocab, key, **kwargs)
+  dialogue_decoding.sample_examples(model, params, examples, vocab, key, **kwargs)
   warmup_s = time.perf_counter() - t
   t = time.perf_counter()
-  tokens, _ = dialogue_eval.sample_examples(model, params, examples, vocab,
+  tokens, _ = dialogue_decoding.sample_examples(model, params, examples, vocab,
                                             key, **kwargs)
   sample_s = time.perf_counter() - t  # Tokens are host arrays by now.
   t = time.perf_counter()

@@ -9,7 +9,7 @@ checkpoint and vocabulary with `--workdir`. Measures contexts/s of the full
 evaluation, 10 greedy prior samples x at most 40 steps + every metric of both
 modes (`dialogue_metrics.score_responses`):
 
-  jax_batched   `dialogue_eval.sample_examples` (`--batch_size` contexts per
+  jax_batched   `dialogue_decoding.sample_examples` (`--batch_size` contexts per
                 jitted call, context turns packed by length for the
                 utterance encoder), then the metrics;
   jax_batched_all_rows  the same decoding every row at every step (what
@@ -27,7 +27,7 @@ contexts (they are slow) and their contexts/s compared with the batched run's.
 Prints one JSON line with each contexts/s, the ratios and the mean number of
 decoder steps per batched call.
 
-The weights matter for one thing: `dialogue_model.sample_responses` stops
+The weights matter for one thing: `dialogue_decoding.sample_responses` stops
 once every row of a call has produced `</s>`, and decodes only a prefix of
 rows holding the unfinished ones (the original, and the torch loop, always
 run 40 steps for every sample). A random-init model almost never emits
@@ -37,10 +37,12 @@ includes the row-steps saved. The packed context encoding saves work with
 any weights (padding turns and tokens are skipped).
 """
 
+import functools
 import json
 import os
 import sys
 import time
+from unittest import mock
 
 from absl import app
 from absl import flags
@@ -51,12 +53,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'bench', 'reference'))
 from configs import dailydialog  # pylint: disable=g-import-not-at-top
-from twr_jax import dialogue_data
-from twr_jax import dialogue_eval
-from twr_jax import dialogue_metrics
-from twr_jax import dialogue_train
-from twr_jax import host_memory
-from twr_jax import workdir as workdir_lib
+from twr_jax import tasks
+from twr_jax.core import host_memory
+from twr_jax.dialogue import data as dialogue_data
+from twr_jax.dialogue import decoding as dialogue_decoding
+from twr_jax.dialogue import metrics as dialogue_metrics
+from twr_jax.dialogue import model as dialogue_model
+from twr_jax.dialogue import task as dialogue_task
 
 flags.DEFINE_string('data_dir', os.path.join(ROOT, '..', 'shared', 'data',
                                              'dailydialog'), 'DailyDialog.')
@@ -108,14 +111,21 @@ def run_jax(model, params, vocab, examples, key, batch_size, config,
   """
   kwargs = dict(num_samples=K, max_len=MAX_LEN, batch_size=batch_size,
                 window=config.data.window, max_utt_len=config.data.max_utt_len,
-                pack=pack, compact=compact)
+                pack=pack)
+  if not compact:  # Row compaction off: a switch kept out of the API.
+    all_rows = functools.partial(
+        dialogue_decoding._sample_responses,  # pylint: disable=protected-access
+        compact=False)
+    with mock.patch.object(dialogue_decoding, 'sample_responses', all_rows):
+      return run_jax(model, params, vocab, examples, key, batch_size, config,
+                     pack)
   t = time.perf_counter()
-  dialogue_eval.sample_examples(model, params,
+  dialogue_decoding.sample_examples(model, params,
                                 examples if pack else examples[:1], vocab,
                                 key, **kwargs)
   first_s = time.perf_counter() - t
   t = time.perf_counter()
-  tokens, _ = dialogue_eval.sample_examples(model, params, examples, vocab,
+  tokens, _ = dialogue_decoding.sample_examples(model, params, examples, vocab,
                                             key, **kwargs)
   sample_s = time.perf_counter() - t
   return tokens, sample_s, first_s
@@ -151,18 +161,18 @@ def main(argv):
   if FLAGS.malloc == 'keep':
     host_memory.keep_freed_memory()  # Before any JAX computation.
   if FLAGS.workdir:
-    run = workdir_lib.load_run(FLAGS.workdir, 'last')
+    run = tasks.load_run(FLAGS.workdir, 'last')
     config, vocab, model, params = run.config, run.vocab, run.model, run.params
   else:
     config = dailydialog.get_config()
   config.data.dir = FLAGS.data_dir
   if not FLAGS.workdir:
-    vocab = dialogue_train.load_vocab(config, None)
-    model = dialogue_train.model_from_config(config, len(vocab))
-    params = dialogue_train.init_params(model, jax.random.key(0), config,
+    vocab = dialogue_data.load_vocab(config, None)
+    model = dialogue_model.model_from_config(config, len(vocab))
+    params = dialogue_task.init_params(model, jax.random.key(0), config,
                                         vocab)
   examples = dialogue_data.eval_examples(
-      dialogue_train.read_split(config, 'test'), vocab, config.data.window,
+      dialogue_data.read_split(config, 'test'), vocab, config.data.window,
       config.data.max_utt_len)[:FLAGS.contexts]
   key = jax.random.key(1)
   few = examples[:FLAGS.reference_contexts]

@@ -28,7 +28,7 @@ compiles every shape of the timed batches first (reported as compile_s). The
 timed batches are split into `--rounds` chunks and the modes take turns chunk
 by chunk (alternating order), so load changes on a shared machine hit all
 alike. `--malloc=keep` (default) keeps freed memory mapped in this process
-(twr_jax/host_memory.py), which JAX and torch share; 'default' is glibc's.
+(twr_jax/core/host_memory.py), which JAX and torch share; 'default' is glibc's.
 `--profile` then times the packed step's parts on one batch (forward +
 backward each): the utterance encoder, the context GRU with the KL terms, the
 decoder GRU, the output layer with the cross-entropy, the noise, the Adam
@@ -52,13 +52,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'bench', 'reference'))
 from configs import dailydialog  # pylint: disable=g-import-not-at-top
-from twr_jax import dialogue_data
-from twr_jax import dialogue_model
-from twr_jax import dialogue_train
-from twr_jax import host_memory
-from twr_jax import optim
-from twr_jax import schedules
-from twr_jax import train
+from twr_jax.core import host_memory
+from twr_jax.core import optim
+from twr_jax.core import prng
+from twr_jax.core import schedules
+from twr_jax.dialogue import data as dialogue_data
+from twr_jax.dialogue import model as dialogue_model
+from twr_jax.dialogue import task as dialogue_task
+from flax.training import train_state
 
 flags.DEFINE_string('data_dir', os.path.join(ROOT, '..', 'shared', 'data',
                                              'dailydialog'), 'DailyDialog.')
@@ -95,9 +96,9 @@ class JaxMode:
     tx = optim.optimizer_from_config(config)
     # A copy: the step donates its state, and the modes share `params`.
     params = jax.tree_util.tree_map(jnp.array, params)
-    self.state = train.TrainState.create(apply_fn=model.apply, params=params,
+    self.state = train_state.TrainState.create(apply_fn=model.apply, params=params,
                                          tx=tx)
-    self.fn = jax.jit(dialogue_train.make_train_step(
+    self.fn = jax.jit(dialogue_task.make_train_step(
         model, config, schedules.make_kl_schedule('constant')),
                       donate_argnums=(0,))
     self.key = jax.random.key(0)
@@ -137,7 +138,7 @@ def _shape(batch):
 def profile_parts(model, params, config, batch, reps=3) -> dict[str, float]:
   """Median ms of the packed step's parts, forward + backward each."""
   b = jax.tree_util.tree_map(jnp.asarray, batch)
-  keys = train.example_keys(jax.random.key(0), 0, b['index'])
+  keys = prng.example_keys(jax.random.key(0), b['index'], 0)
   var = {'params': params}
   rows, slots = b['ctx_last'].shape
   noise = jax.jit(lambda: dialogue_model.packed_noise(model, b, keys, True))()
@@ -221,8 +222,8 @@ def main(argv):
   load0 = os.getloadavg()[0]
   config = dailydialog.get_config('twr')
   config.data.dir = FLAGS.data_dir
-  dialogues = dialogue_train.read_split(config, 'train')
-  vocab = dialogue_train.load_vocab(config, None, dialogues)
+  dialogues = dialogue_data.read_split(config, 'train')
+  vocab = dialogue_data.load_vocab(config, None, dialogues)
   batcher = dialogue_data.DialogBatcher(
       dialogue_data.EncodedDialogues.encode(dialogues, vocab,
                                             config.data.max_utt_len),
@@ -232,8 +233,8 @@ def main(argv):
   t = time.perf_counter()
   packed = [dialogue_data.pack_batch(b) for b in rows]
   pack_ms = 1e3 * (time.perf_counter() - t) / n
-  model = dialogue_train.model_from_config(config, len(vocab))
-  params = dialogue_train.init_params(model, jax.random.key(0), config, vocab)
+  model = dialogue_model.model_from_config(config, len(vocab))
+  params = dialogue_task.init_params(model, jax.random.key(0), config, vocab)
 
   modes = {'jax_packed': JaxMode(model, config, params, packed)}
   if FLAGS.padded:

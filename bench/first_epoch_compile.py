@@ -35,7 +35,10 @@ CHILD = r'''
 import json, sys
 sys.path.insert(0, {root!r})
 from configs import default
-from twr_jax import compile_cache, train, datasets, input_pipeline
+from twr_jax import train
+from twr_jax.core import compile_cache
+from twr_jax.lm import data as datasets
+from twr_jax.lm import input_pipeline
 compile_cache.enable({cache!r})
 c = default.get_config()
 c.data.dir = {data!r}

@@ -1,4 +1,4 @@
-"""IW-NLL throughput (SPEC A.8, K = 500) of twr_jax.likelihood vs PyTorch.
+"""IW-NLL throughput (SPEC A.8, K = 500) of twr_jax.lm.likelihood vs PyTorch.
 
   python bench/iwnll_throughput.py --data_dir=../shared/data/ptb \
       [--num_sentences=30]
@@ -52,13 +52,13 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from configs import ptb  # pylint: disable=g-import-not-at-top
-from twr_jax import datasets
-from twr_jax import host_memory
-from twr_jax import input_pipeline
-from twr_jax import likelihood
-from twr_jax import losses
-from twr_jax import models
-from twr_jax import text
+from twr_jax.core import host_memory
+from twr_jax.core import losses
+from twr_jax.core import text
+from twr_jax.lm import data as datasets
+from twr_jax.lm import input_pipeline
+from twr_jax.lm import likelihood
+from twr_jax.lm import model as models
 
 
 def _full_logits_chunk(model, params, tokens, lengths, z, shared):
@@ -141,7 +141,7 @@ def init_params(model: models.TWRVAE, key: jax.Array):
 def jax_iw_log_px(model: models.TWRVAE, params, sequences, num_samples: int,
                   batch_size: int, token_budget: int, key: jax.Array,
                   bucket_size: int = 8):
-  """IW estimates of log p(x) with twr_jax.likelihood.
+  """IW estimates of log p(x) with twr_jax.lm.likelihood.
 
   Args:
     model, params: an LSTM TWR-VAE (eval mode).

@@ -23,13 +23,13 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import ptb  # pylint: disable=g-import-not-at-top
-from twr_jax import datasets
-from twr_jax import input_pipeline
-from twr_jax import models
-from twr_jax import optim
-from twr_jax import parallel
-from twr_jax import schedules
-from twr_jax import train
+from twr_jax.core import optim
+from twr_jax.core import parallel
+from twr_jax.core import schedules
+from twr_jax.lm import data as datasets
+from twr_jax.lm import input_pipeline
+from twr_jax.lm import model as models
+from twr_jax.lm import task as lm_task
 
 flags.DEFINE_string('data_dir', '../shared/data/ptb', 'PTB folder.')
 flags.DEFINE_integer('steps', 40, 'Timed steps per mode.')
@@ -43,13 +43,13 @@ def main(_):
   batcher = input_pipeline.Batcher(data.splits['train'], 64, 8, config.seed)
   model = models.model_from_config(config, len(data.vocab))
   tx = optim.optimizer_from_config(config)
-  step_fn = train.make_train_step(model, config,
+  step_fn = lm_task.make_train_step(model, config,
                                   schedules.make_kl_schedule('constant'))
   key = jax.random.key(0)
   runs = {}
   for mode in ('jit', 'pmap'):
     layout = parallel.Layout(mode=mode, num_devices=1)
-    state = layout.replicate(train.create_train_state(model, tx, key))
+    state = layout.replicate(lm_task.create_train_state(model, tx, key))
     fn = layout.compile(step_fn, 3, broadcast_argnums=(2,), donate_argnums=(0,))
     t0 = time.time()
     seen = set()

@@ -40,7 +40,7 @@ from absl import flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from twr_jax import plots  # pylint: disable=g-import-not-at-top
+from twr_jax.core import plots  # pylint: disable=g-import-not-at-top
 
 # name -> (config variant, extra config overrides).
 TABLE2 = {
@@ -302,7 +302,7 @@ def report(runs: dict, workdirs: dict[str, str]) -> None:
       ' the per-step-average KL of the objective (kl_twr), MI (He et al.,'
       ' groups of 32), AU (threshold 0.01), and reconstruction: greedy'
       ' decoding from the posterior mean, corpus BLEU-4 and token accuracy'
-      ' against the input (`twr_jax/reconstruction.py`).',
+      ' against the input (`twr_jax/lm/reconstruction.py`).',
       '`paper` (SPEC A.7): the original code\'s evaluation, z = posterior'
       ' mean at the padded last position, per-step-average KL, 87,707 tokens'
       ' (BOS counted). **Not a likelihood bound** (SPEC A.9); it is what the'

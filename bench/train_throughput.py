@@ -10,7 +10,7 @@ step between
   jit:           the step as `train.py` runs it on one device;
   pmap:          the same under `jax.pmap` on one device;
   jit_plain_out: jit with the output layer computed as x @ W + b like nn.Dense
-                 (the model before `models.affine`, same values);
+                 (the model before `layers.affine`, same values);
   jit_bf16:      jit with `train.compute_dtype=bfloat16` (`--bf16`): matmuls
                  on bfloat16 operands, parameters and losses float32;
   matmul:        a 2048 x 2048 fp32 `jnp` matmul, the measured peak (and the
@@ -35,7 +35,7 @@ OMP_WAIT_POLICY=PASSIVE by default: with OpenMP's default active spin-wait its
 shared the 2 cores (load ~6), which would inflate the ratio ~6x. Torch's % of
 peak is against the JAX matmul peak (MKL's own 2048^3 peak is lower on this
 CPU, see ../shared/bench/README.md). `--malloc=keep` (the default) gives
-both sides glibc's keep-freed-memory setting (twr_jax/host_memory.py;
+both sides glibc's keep-freed-memory setting (twr_jax/core/host_memory.py;
 GLIBC_TUNABLES for torch), `--malloc=default` neither. `--profile` also
 times the step's parts (encoder, decoder RNN, output layer + cross-entropy,
 optimiser) at the most common padded length. Prints one JSON line.
@@ -60,6 +60,7 @@ T = 22, V = 9947 this is 33.7 GFLOP, 61 % in the output layer (the bench
 README's 35.3 counts 22 decoder steps, V = 10000 and z in every decoder step).
 """
 
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -69,9 +70,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from unittest import mock
 
 from absl import app
 from absl import flags
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,15 +83,17 @@ import optax
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from configs import ptb  # pylint: disable=g-import-not-at-top
-from twr_jax import datasets
-from twr_jax import host_memory
-from twr_jax import input_pipeline
-from twr_jax import losses
-from twr_jax import models
-from twr_jax import optim
-from twr_jax import parallel
-from twr_jax import schedules
-from twr_jax import train
+from twr_jax.core import host_memory
+from twr_jax.core import layers
+from twr_jax.core import losses
+from twr_jax.core import optim
+from twr_jax.core import parallel
+from twr_jax.core import prng
+from twr_jax.core import schedules
+from twr_jax.lm import data as datasets
+from twr_jax.lm import input_pipeline
+from twr_jax.lm import model as models
+from twr_jax.lm import task as lm_task
 
 FLAGS = flags.FLAGS
 
@@ -154,10 +159,36 @@ def matmul_peak(n: int = PEAK_N, dtype=jnp.float32):
   return jax.jit(lambda x: x @ x), a, 2 * n**3
 
 
+class OtherPathAffine(layers.Affine):
+  """`layers.Affine` on a chosen matmul path: `affine` (fused=True) or
+  x @ W + b (False), whatever `layers.fused_affine_default()` says."""
+
+  fused: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    # The path is chosen when the layer is traced (fused_affine_default).
+    with mock.patch.object(layers, 'fused_affine_default', lambda: self.fused):
+      return super().__call__(x)
+
+
+def with_output_path(model: models.TWRVAE, fused: bool) -> models.TWRVAE:
+  """`model` (same fields and parameters) with its output layer on the
+  `fused` path; the other layers keep the backend's."""
+  cls = type('OutputPath', (models.TWRVAE,), {
+      '_output_layer': lambda self: OtherPathAffine(
+          self.vocab_size, fused=fused, dtype=self.dtype, name='out')})
+  return cls(**{f.name: getattr(model, f.name)
+                for f in dataclasses.fields(models.TWRVAE)
+                if f.name not in ('parent', 'name')})
+
+
 class PlainOutTWRVAE(models.TWRVAE):
   """TWRVAE with the output layer computed as x @ W + b (nn.Dense's way)."""
 
-  fused_output = False
+  def _output_layer(self):
+    return OtherPathAffine(self.vocab_size, fused=False, dtype=self.dtype,
+                           name='out')
 
 
 def _timed(fn, *args):
@@ -192,14 +223,14 @@ def profile_parts(model, params, tx, batch, key, reps: int = 6) -> dict:
 
   Parts: 'encoder' (embedding, RNN, mu / logvar heads), 'decoder_rnn'
   (embedding, z -> h0, RNN), 'output_ce' (output layer + cross-entropy),
-  'optimiser' (Adam update), 'step' (all of train.make_train_step) and
+  'optimiser' (Adam update), 'step' (all of lm_task.make_train_step) and
   'other' (step minus the parts: embedding gradients, KL, noise, ...); also
   'output_ce_plain', the output layer + cross-entropy computed as x @ W + b
   (not part of the step).
   """
   tokens, lengths = jnp.asarray(batch['tokens']), jnp.asarray(batch['lengths'])
   b, t = tokens.shape
-  keys = train.example_keys(key, 0, jnp.asarray(batch['index']))
+  keys = prng.example_keys(key, jnp.asarray(batch['index']), 0)
   noise = models.example_noise(keys, t, model.emb_dim, model.latent,
                                model.dropout, True)
   z = jax.random.normal(key, (b, model.latent))
@@ -229,8 +260,8 @@ def profile_parts(model, params, tx, batch, key, reps: int = 6) -> dict:
 
   grads = jax.tree_util.tree_map(jnp.ones_like, params)
   opt_state = tx.init(params)
-  state = train.create_train_state(model, tx, key)
-  step = jax.jit(train.make_train_step(
+  state = lm_task.create_train_state(model, tx, key)
+  step = jax.jit(lm_task.make_train_step(
       model, ptb.get_config('twr'), schedules.make_kl_schedule('constant')))
   fns = dict(
       encoder=(jax.jit(jax.grad(enc)), (params,)),
@@ -270,7 +301,7 @@ def main(_):
   flops = [step_flops(64, t, vocab, m.emb_dim, m.hidden, m.latent)['step']
            for t in lengths_t]
   tx = optim.optimizer_from_config(config)
-  step_fn = lambda model: train.make_train_step(
+  step_fn = lambda model: lm_task.make_train_step(
       model, config, schedules.make_kl_schedule('constant'))
   key = jax.random.key(0)
   model = models.model_from_config(config, vocab)
@@ -285,7 +316,7 @@ def main(_):
   runs = {}
   for name, (mdl, mode) in variants.items():
     layout = parallel.Layout(mode=mode, num_devices=1)
-    state = layout.replicate(train.create_train_state(mdl, tx, key))
+    state = layout.replicate(lm_task.create_train_state(mdl, tx, key))
     fn = layout.compile(step_fn(mdl), 3, broadcast_argnums=(2,),
                         donate_argnums=(0,))
     t0 = time.time()
@@ -307,7 +338,7 @@ def main(_):
   b_common = batches[lengths_t.index(t_common)]
   try:
     cost = jax.jit(step_fn(model)).lower(
-        train.create_train_state(model, tx, key), b_common,
+        lm_task.create_train_state(model, tx, key), b_common,
         key).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     xla_flops = float(cost.get('flops', float('nan')))

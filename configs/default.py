@@ -82,7 +82,7 @@ def train_section(batch_size: int,
   t.checkpoint_every_steps = config_dict.placeholder(int)  # None: evals.
   t.keep_checkpoints = 3
   # Resume a workdir even though its config.json differs (recorded in
-  # config_changes.jsonl; see twr_jax/run_config.py).
+  # config_changes.jsonl; see twr_jax/core/run_config.py).
   t.allow_config_change = False
   return t
 
@@ -145,7 +145,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.bn_gamma = config_dict.placeholder(float)
 
   c.train = train_section(batch_size=64, num_epochs=1000)
-  # He et al. (2019) aggressive encoder training (twr_jax/lagging.py): before
+  # He et al. (2019) aggressive encoder training (twr_jax/lm/lagging.py): before
   # each step, up to max_inner encoder-only steps, stopped when the loss per
   # token of a window of `window` steps is above the previous window's; off
   # for good once the validation MI decreases.
@@ -158,7 +158,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.mi_group_size = 32  # Sentences per MI group (He et al.: 32).
   c.eval.au_threshold = 0.01
   # Greedy reconstruction from the posterior mean (recon_bleu, recon_acc;
-  # twr_jax/reconstruction.py): at the 'final' evaluation, at 'every' one
+  # twr_jax/lm/reconstruction.py): at the 'final' evaluation, at 'every' one
   # (a greedy decode of the valid split each time), or 'off'.
   c.eval.reconstruction = 'final'
   return c

@@ -2,7 +2,7 @@
 
   python -m launch.train --config=configs/synthetic.py --workdir=/tmp/twr_syn
 
-No files or downloads: sentences come from `twr_jax.synthetic`, whose words
+No files or downloads: sentences come from `twr_jax.lm.synthetic`, whose words
 depend on a hidden topic and style. A model that puts them into z shows it in
 its mutual information, active units and reconstruction from z, which is what
 this corpus demonstrates (`:twr` against the collapsed `:vae`; README has the

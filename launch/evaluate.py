@@ -6,25 +6,22 @@
       [--word_vectors=glove.twitter.27B.200d.txt] [--references=FILE]
 
 Writes W/eval_<split>.json with two labelled sections and prints a table.
-Language model (twr_jax/lm_eval.py): `standard` (IW-NLL, PPL, ELBO, KL, MI,
+Language model (twr_jax/lm/report.py): `standard` (IW-NLL, PPL, ELBO, KL, MI,
 AU, KL profile) and `paper` (the original code's protocol, not a likelihood
-bound). Dialogue (twr_jax/dialogue_eval.py): 10 greedy prior samples per
+bound). Dialogue (twr_jax/dialogue/report.py): 10 greedy prior samples per
 context scored by BLEU, BOW embedding and distinct-n in `paper` (SPEC B.7) and
 `standard` (SPEC B.8) modes, plus W/samples_<split>.jsonl.
 """
 
-import json
-import os
 
 from absl import flags
 
-from twr_jax import checkpoint
-from twr_jax import cli
-from twr_jax import compile_cache
-from twr_jax import dialogue_eval
-from twr_jax import host_memory
-from twr_jax import lm_eval
-from twr_jax import workdir as workdir_lib
+from twr_jax import tasks
+from twr_jax.core import checkpoint
+from twr_jax.core import cli
+from twr_jax.core import compile_cache
+from twr_jax.core import host_memory
+from twr_jax.core import workdir as workdir_lib
 
 flags.DEFINE_string('workdir', None, 'Training workdir.')
 flags.DEFINE_enum('split', 'test', ['train', 'valid', 'test'], 'Split.')
@@ -53,7 +50,7 @@ flags.DEFINE_bool(
     'keep_host_memory', True,
     'Keep freed host memory mapped (glibc malloc: one arena, no mmap, no'
     ' trim), so XLA:CPU steps stop page-faulting their buffers in again'
-    ' (~1.4x on CPU); see twr_jax/host_memory.py.')
+    ' (~1.4x on CPU); see twr_jax/core/host_memory.py.')
 flags.DEFINE_enum('compute_dtype', None, ['float32', 'bfloat16'],
                   "Overrides the run's train.compute_dtype (default: the"
                   " run's).")
@@ -68,27 +65,8 @@ def main(argv):
   compile_cache.enable()  # Persistent XLA cache, see its docstring.
   checkpoint.quiet_orbax_logging()
   step = workdir_lib.parse_step(FLAGS.step)
-  config = workdir_lib.load_config(FLAGS.workdir)
-  if config.get('task', 'lm') == 'dialogue':
-    result = dialogue_eval.evaluate_run(
-        FLAGS.workdir, FLAGS.split, step, word_vectors=FLAGS.word_vectors,
-        references=FLAGS.references, data_dir=FLAGS.data_dir,
-        num_samples=FLAGS.num_samples, batch_size=FLAGS.sample_batch_size,
-        max_contexts=FLAGS.max_contexts, compute_dtype=FLAGS.compute_dtype)
-    paths = dialogue_eval.write_result(result, FLAGS.workdir)
-    print(dialogue_eval.format_result(result))
-    print('wrote ' + ', '.join(paths))
-    return
-  result = lm_eval.evaluate_run(
-      FLAGS.workdir, FLAGS.split, step, FLAGS.iw_samples, FLAGS.iw_batch_size,
-      FLAGS.iw_token_budget, FLAGS.paper_batch_size, FLAGS.mi_group_size,
-      FLAGS.compute_dtype)
-  path = os.path.join(FLAGS.workdir, f'eval_{FLAGS.split}.json')
-  with open(path + '.tmp', 'w') as f:
-    json.dump(result, f, indent=2)
-  os.replace(path + '.tmp', path)
-  print(lm_eval.format_result(result))
-  print(f'wrote {path}')
+  command = tasks.command(FLAGS.workdir, 'evaluate')
+  print(command(FLAGS.workdir, step, FLAGS.flag_values_dict()))
 
 
 

@@ -30,24 +30,23 @@ Options are checked before anything is loaded: --num >= 0 (0 prints nothing),
 greedy).
 """
 
-import json
-import os
 
 from absl import flags
 
-from twr_jax import checkpoint
-from twr_jax import cli
-from twr_jax import compile_cache
-from twr_jax import decode
 from twr_jax import errors
-from twr_jax import generate
-from twr_jax import workdir as workdir_lib
+from twr_jax import tasks
+from twr_jax.core import checkpoint
+from twr_jax.core import cli
+from twr_jax.core import compile_cache
+from twr_jax.core import decoding
+from twr_jax.core import workdir as workdir_lib
+from twr_jax.lm import generate
 
 flags.DEFINE_string('workdir', None, 'Training workdir.')
 flags.DEFINE_string('step', 'best', "'best', 'last' or a step number.")
 flags.DEFINE_enum('mode', 'prior', list(generate.MODES),
                   'Language model: where z is from.')
-flags.DEFINE_enum('decode', 'greedy', list(decode.DECODERS),
+flags.DEFINE_enum('decode', 'greedy', list(decoding.DECODERS),
                   "Decoder (dialogue: 'greedy' or 'sample').")
 flags.DEFINE_integer('num', 10, 'Sentences; dialogue: responses per context'
                      ' (>= 0).')
@@ -74,55 +73,17 @@ def main(argv):
   del argv
   compile_cache.enable()  # Persistent XLA cache, see its docstring.
   checkpoint.quiet_orbax_logging()
-  dialogue = FLAGS.contexts_file is not None
-  decode.check_options(
-      decoder=FLAGS.decode, num=FLAGS.num, max_len=FLAGS.max_len,
-      temperature=FLAGS.temperature, beam_size=FLAGS.beam_size,
-      decoders=generate.DIALOGUE_DECODERS if dialogue else decode.DECODERS)
   if FLAGS.sentences_file is not None and FLAGS.mode != 'reconstruct':
     raise errors.ConfigError('--sentences_file needs --mode=reconstruct.')
-  if dialogue and FLAGS.sentences_file is not None:
+  if FLAGS.contexts_file is not None and FLAGS.sentences_file is not None:
     raise errors.ConfigError('--contexts_file (dialogue) and --sentences_file'
                              ' (language model) exclude each other.')
   step = workdir_lib.parse_step(FLAGS.step)
-  task = workdir_lib.load_config(FLAGS.workdir).get('task', 'lm')
-  if task == 'dialogue' and not dialogue:
-    raise errors.ConfigError(
-        f'{FLAGS.workdir} is a dialogue run: give it contexts with'
-        ' --contexts_file=FILE (JSON lines of turns, - for standard input).')
-  if task == 'dialogue' and FLAGS.mode != 'prior':
-    raise errors.ConfigError(
-        f'--mode={FLAGS.mode} is not offered for dialogue runs: they answer'
-        ' --contexts_file.')
-  if task != 'dialogue' and dialogue:
-    raise errors.ConfigError(
-        f'{FLAGS.workdir} is a language-model run: --contexts_file is for'
-        ' dialogue runs (use --mode and --sentences_file).')
-  if FLAGS.num == 0:
-    return  # Nothing to decode: print nothing.
-  if dialogue:
-    contexts = generate.read_contexts(FLAGS.contexts_file)
-    run = workdir_lib.load_run(FLAGS.workdir, step)
-    results = generate.respond(run, contexts, FLAGS.num, FLAGS.decode,
-                               FLAGS.max_len, FLAGS.temperature, FLAGS.seed)
-    path = os.path.join(FLAGS.workdir, f'responses_{FLAGS.decode}.jsonl')
-    with open(path, 'w') as f:
-      f.writelines(json.dumps(r) + '\n' for r in results)
-    print(generate.format_responses(results))
-    return
-  sentences = None
-  if FLAGS.sentences_file is not None:
-    sentences = generate.read_sentences(FLAGS.sentences_file)
-  run = workdir_lib.load_run(FLAGS.workdir, step)
-  lines = generate.generate(
-      run, FLAGS.workdir, FLAGS.mode, FLAGS.decode, FLAGS.num, FLAGS.max_len,
-      FLAGS.temperature, FLAGS.beam_size, FLAGS.split, FLAGS.sample_posterior,
-      FLAGS.seed, sentences=sentences)
-  path = os.path.join(FLAGS.workdir,
-                      f'samples_{FLAGS.mode}_{FLAGS.decode}.txt')
-  with open(path, 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  print('\n'.join(lines))
+  # The run's task checks the other options, before anything is loaded.
+  command = tasks.command(FLAGS.workdir, 'generate')
+  out = command(FLAGS.workdir, step, FLAGS.flag_values_dict())
+  if out:
+    print(out)
 
 
 

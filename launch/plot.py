@@ -13,8 +13,8 @@ matplotlib: pip install 'twr_jax[plots]'.
 from absl import app
 from absl import flags
 
-from twr_jax import cli
-from twr_jax import plots
+from twr_jax.core import cli
+from twr_jax.core import plots
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'The training workdir to plot.')

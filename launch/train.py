@@ -19,11 +19,11 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from twr_jax import checkpoint
-from twr_jax import cli
-from twr_jax import compile_cache
-from twr_jax import host_memory
 from twr_jax import train
+from twr_jax.core import checkpoint
+from twr_jax.core import cli
+from twr_jax.core import compile_cache
+from twr_jax.core import host_memory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics.')
@@ -42,7 +42,7 @@ flags.DEFINE_bool(
     'keep_host_memory', True,
     'Keep freed host memory mapped (glibc malloc: one arena, no mmap, no'
     ' trim), so XLA:CPU steps stop page-faulting their buffers in again'
-    ' (~1.4x on CPU); see twr_jax/host_memory.py.')
+    ' (~1.4x on CPU); see twr_jax/core/host_memory.py.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 

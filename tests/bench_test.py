@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from twr_jax import likelihood
-from twr_jax import losses
-from twr_jax import models
-from twr_jax import text
+from twr_jax.core import losses
+from twr_jax.core import text
+from twr_jax.lm import likelihood
+from twr_jax.lm import model as models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,19 +12,19 @@ import jax
 import numpy as np
 import pytest
 
-from tests import dialogue_train_test as dtt
+from tests.dialogue import task_test as dtt
 from tests import train_test
-from twr_jax import decode
-from twr_jax import dialogue_data
-from twr_jax import dialogue_eval
-from twr_jax import dialogue_metrics
-from twr_jax import dialogue_model
-from twr_jax import dialogue_train
 from twr_jax import errors
-from twr_jax import generate
-from twr_jax import interpolate
+from twr_jax import tasks
 from twr_jax import train
-from twr_jax import workdir as workdir_lib
+from twr_jax.core import decoding
+from twr_jax.dialogue import data as dialogue_data
+from twr_jax.dialogue import decoding as dialogue_decoding
+from twr_jax.dialogue import generate as dialogue_generate
+from twr_jax.dialogue import metrics as dialogue_metrics
+from twr_jax.dialogue import report as dialogue_eval
+from twr_jax.lm import generate
+from twr_jax.lm import interpolate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,10 +64,10 @@ def test_read_contexts_strings_floors_and_stdin(tmp_path, monkeypatch):
   path = tmp_path / 'c.jsonl'
   path.write_text('["Hi!", "fine"]\n\n'
                   '[{"text": "a", "floor": 1}, {"text": "b", "floor": 1}]\n')
-  assert generate.read_contexts(str(path)) == [
+  assert dialogue_generate.read_contexts(str(path)) == [
       [('Hi!', None), ('fine', None)], [('a', 1), ('b', 1)]]
   monkeypatch.setattr(sys, 'stdin', __import__('io').StringIO('["x"]\n'))
-  assert generate.read_contexts('-') == [[('x', None)]]
+  assert dialogue_generate.read_contexts('-') == [[('x', None)]]
 
 
 @pytest.mark.parametrize('line, message', [
@@ -84,22 +84,22 @@ def test_read_contexts_errors_name_file_and_line(tmp_path, line, message):
   path = tmp_path / 'c.jsonl'
   path.write_text('["fine"]\n' + line + '\n')
   with pytest.raises(errors.DataError, match=re.escape(f'{path}{message}')):
-    generate.read_contexts(str(path))
+    dialogue_generate.read_contexts(str(path))
 
 
 def test_read_contexts_empty_file(tmp_path):
   path = tmp_path / 'c.jsonl'
   path.write_text('\n')
   with pytest.raises(errors.DataError, match='no context'):
-    generate.read_contexts(str(path))
+    dialogue_generate.read_contexts(str(path))
 
 
 def test_contexts_become_the_evaluators_examples(dd_run):
   """A test dialogue's first j turns, given as a context, is the evaluation
   example of response turn j + 1: same turns, lengths and floors, with the
   window cutting long contexts (window 5: at most 4 turns, bod dropped)."""
-  run = workdir_lib.load_run(dd_run)
-  dialogues = dialogue_train.read_split(run.config, 'test')
+  run = tasks.load_run(dd_run)
+  dialogues = dialogue_data.read_split(run.config, 'test')
   examples = dialogue_data.eval_examples(dialogues, run.vocab, 5, 12)
   long = next(d for d, dialogue in enumerate(dialogues)
               if len(dialogue.utterances) >= 6)
@@ -111,7 +111,7 @@ def test_contexts_become_the_evaluators_examples(dd_run):
     for floors in (None, dialogues[long].floors[:ex.turn - 1]):
       context = ([(t, None) for t in turns] if floors is None
                  else list(zip(turns, floors)))
-      [mine] = generate.context_examples([context], run.vocab, 5, 12)
+      [mine] = dialogue_generate.context_examples([context], run.vocab, 5, 12)
       np.testing.assert_array_equal(mine.context, ex.context)
       np.testing.assert_array_equal(mine.context_lens, ex.context_lens)
       np.testing.assert_array_equal(mine.floors, ex.floors)
@@ -120,51 +120,53 @@ def test_contexts_become_the_evaluators_examples(dd_run):
 
 
 def test_respond_greedy_and_sampled(dd_run):
-  run = workdir_lib.load_run(dd_run)
+  run = tasks.load_run(dd_run)
   contexts = [[('hello how are you', None)],
               [('i like tea', 0), ('do you want some', 1)]]
-  greedy = generate.respond(run, contexts, num=3, max_len=8, seed=1)
+  greedy = dialogue_generate.respond(run, contexts, num=3, max_len=8, seed=1)
   assert [len(r['responses']) for r in greedy] == [3, 3]
   # The model's view of the context: bod turn, then the tokenised turns.
   assert greedy[1]['context'] == ['<d>', 'i like tea', 'do you want some']
   # Greedy = the evaluator's decoding of the same examples and key.
-  examples = generate.context_examples(contexts, run.vocab, 5, 12)
-  tokens, _ = dialogue_eval.sample_examples(
+  examples = dialogue_generate.context_examples(contexts, run.vocab, 5, 12)
+  tokens, _ = dialogue_decoding.sample_examples(
       run.model, run.params, examples, run.vocab, jax.random.key(1),
       num_samples=3, max_len=8, batch_size=2, window=5, max_utt_len=12)
   assert greedy[0]['responses'] == [' '.join(run.vocab.decode(t))
                                     for t in tokens[0]]
   # A context's responses do not depend on the other contexts.
-  assert generate.respond(run, contexts[:1], num=3, max_len=8,
+  assert dialogue_generate.respond(run, contexts[:1], num=3, max_len=8,
                           seed=1) == greedy[:1]
-  sampled = generate.respond(run, contexts, num=3, decoder='sample',
-                             max_len=8, temperature=1.0, seed=1)
-  assert sampled == generate.respond(run, contexts, num=3, decoder='sample',
-                                     max_len=8, temperature=1.0, seed=1)
+  sampled = dialogue_generate.respond(run, contexts, num=3, decoder='sample',
+                                      max_len=8, temperature=1.0, seed=1)
+  assert sampled == dialogue_generate.respond(
+      run, contexts, num=3, decoder='sample', max_len=8, temperature=1.0,
+      seed=1)
   assert sampled != greedy
   for r in sampled:
     assert all('<pad>' not in s and '<s>' not in s for s in r['responses'])
   # Temperature 0 is greedy.
-  assert generate.respond(run, contexts, num=3, decoder='sample', max_len=8,
-                          temperature=0.0, seed=1) == greedy
-  assert generate.respond(run, contexts, num=0) == []
+  assert dialogue_generate.respond(run, contexts, num=3, decoder='sample',
+                                   max_len=8, temperature=0.0,
+                                   seed=1) == greedy
+  assert dialogue_generate.respond(run, contexts, num=0) == []
 
 
 def test_decode_responses_tail_and_prefix(dd_run):
   """Full-length greedy decoding equals sample_responses up to </s>, and
   keeps the decoder's own tokens after it (the original's, SPEC B.6)."""
-  run = workdir_lib.load_run(dd_run)
+  run = tasks.load_run(dd_run)
   examples = dialogue_data.eval_examples(
-      dialogue_train.read_split(run.config, 'test'), run.vocab, 5, 12)[:8]
+      dialogue_data.read_split(run.config, 'test'), run.vocab, 5, 12)[:8]
   batch = dialogue_data.make_batch(examples, run.vocab, 8, window=5,
                                    max_utt_len=12)
   key, ids = jax.random.key(4), dict(bos_id=run.vocab.bos_id,
                                      eos_id=run.vocab.eos_id)
-  short, short_len = dialogue_model.sample_responses(run.model, run.params,
+  short, short_len = dialogue_decoding.sample_responses(run.model, run.params,
                                                      batch, key, 3, 10, **ids)
-  tail, tail_len = dialogue_eval.decode_responses(
+  tail, tail_len = dialogue_decoding.decode_responses(
       run.model, run.params, batch, key, 3, 10, keep_tail=True, **ids)
-  cut, _ = dialogue_eval.decode_responses(run.model, run.params, batch, key,
+  cut, _ = dialogue_decoding.decode_responses(run.model, run.params, batch, key,
                                           3, 10, **ids)
   np.testing.assert_array_equal(short, cut)
   np.testing.assert_array_equal(short_len, tail_len)
@@ -192,11 +194,11 @@ def test_evaluator_gives_the_paper_metrics_full_decodes(dd_run, monkeypatch):
   result = dialogue_eval.evaluate_run(dd_run, 'test', num_samples=3,
                                       max_len=10, max_contexts=8)
   assert result['paper_tail'] is True
-  run = workdir_lib.load_run(dd_run)
+  run = tasks.load_run(dd_run)
   examples = dialogue_data.eval_examples(
-      dialogue_train.read_split(run.config, 'test'), run.vocab, 5, 12)[:8]
+      dialogue_data.read_split(run.config, 'test'), run.vocab, 5, 12)[:8]
   key = jax.random.fold_in(jax.random.key(run.config.seed), 3)
-  tokens, _ = dialogue_eval.sample_examples(
+  tokens, _ = dialogue_decoding.sample_examples(
       run.model, run.params, examples, run.vocab, key, num_samples=3,
       max_len=10, batch_size=run.config.eval.sample_batch_size, window=5,
       max_utt_len=12, keep_tail=True)
@@ -243,12 +245,12 @@ def test_num_zero_prints_nothing(lm_run):
     code, out, _ = launch('generate', f'--workdir={lm_run}', f'--mode={mode}',
                           '--num=0')
     assert code == 0 and out == ''
-  run = workdir_lib.load_run(lm_run)
+  run = tasks.load_run(lm_run)
   assert generate.generate(run, lm_run, 'reconstruct', num=0) == []
 
 
 def test_lm_sentences_file_sample_at_zero_and_beam_of_one(lm_run, tmp_path):
-  run = workdir_lib.load_run(lm_run)
+  run = tasks.load_run(lm_run)
   sentences = ['the cat sat on the mat .', 'Zyzzyva words here']
   greedy = generate.generate(run, lm_run, 'reconstruct', num=5,
                              max_len=12, sentences=sentences)
@@ -282,7 +284,7 @@ def test_interpolate_pairs_file(lm_run, tmp_path):
   with open(os.path.join(lm_run, 'interpolation.json')) as f:
     result = json.load(f)
   assert result['pairs'] == 2 and result['pairs_file'] == str(path)
-  run = workdir_lib.load_run(lm_run)
+  run = tasks.load_run(lm_run)
   assert [e['x1'] for e in result['examples']] == [
       ' '.join(run.vocab.decode(s)) for s in
       generate.encode_sentences(run, ['the cat sat .', 'hello there'])]
@@ -316,12 +318,12 @@ def test_dialogue_launchers(dd_run, tmp_path):
 
 
 def test_check_options_in_process():
-  decode.check_options(decoder='beam', num=0, max_len=1, temperature=0,
+  decoding.check_options(decoder='beam', num=0, max_len=1, temperature=0,
                        beam_size=1)
   for kwargs in (dict(num=1.5), dict(num=True), dict(temperature=float('inf')),
                  dict(decoder='top_k'), dict(max_len=-3)):
     with pytest.raises(errors.ConfigError):
-      decode.check_options(**kwargs)
+      decoding.check_options(**kwargs)
 
 
 # --- bench/dialogue_report.py ------------------------------------------------

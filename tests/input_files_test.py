@@ -8,11 +8,11 @@ from absl import logging
 import numpy as np
 import pytest
 
-from twr_jax import dialogue_data
-from twr_jax import dialogue_metrics
 from twr_jax import errors
 from twr_jax import tfds_data
-from twr_jax import text
+from twr_jax.core import text
+from twr_jax.dialogue import data as dialogue_data
+from twr_jax.dialogue import metrics as dialogue_metrics
 
 BOM = b'\xef\xbb\xbf'
 

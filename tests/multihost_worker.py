@@ -23,8 +23,8 @@ sys.path.insert(0, ROOT)
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from tests import train_test  # pylint: disable=g-import-not-at-top
-from twr_jax import parallel  # pylint: disable=g-import-not-at-top
 from twr_jax import train  # pylint: disable=g-import-not-at-top
+from twr_jax.core import parallel  # pylint: disable=g-import-not-at-top
 
 
 def main(port, process_id, num_processes, workdir, out):

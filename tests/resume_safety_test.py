@@ -18,11 +18,12 @@ import pytest
 
 from configs import default
 from twr_jax import errors
-from twr_jax import input_pipeline
-from twr_jax import metric_log
-from twr_jax import run_config
+from twr_jax import tasks
 from twr_jax import train
-from twr_jax import workdir as workdir_lib
+from twr_jax.core import metric_log
+from twr_jax.core import run_config
+from twr_jax.lm import input_pipeline
+from twr_jax.lm import task as lm_task
 
 from tests import train_test
 
@@ -66,14 +67,14 @@ def run(tmp_path_factory):
   os.chdir(base)
   mp = pytest.MonkeyPatch()
   try:
-    original = train.LMTask.evaluate
+    original = lm_task.LMTask.evaluate
 
     def failing_final_test(self, params, split, final=False):
       if split == 'test':
         raise RuntimeError('evaluation broke')
       return original(self, params, split, final)
 
-    mp.setattr(train.LMTask, 'evaluate', failing_final_test)
+    mp.setattr(lm_task.LMTask, 'evaluate', failing_final_test)
     with pytest.raises(RuntimeError, match='evaluation broke') as first:
       train.train_and_evaluate(text_config(), 'run')
     mp.undo()
@@ -110,7 +111,7 @@ def test_relative_workdir_and_data_dir_are_saved_absolute(run):
     saved = json.load(f)
   assert saved['data']['dir'] == str(run['base'] / 'data')
   # Evaluation tools read the run from a relative workdir too.
-  loaded = workdir_lib.load_run(os.path.relpath(run['base'] / 'run'), 'last')
+  loaded = tasks.load_run(os.path.relpath(run['base'] / 'run'), 'last')
   assert loaded.step == 4
 
 
@@ -162,15 +163,15 @@ def test_workdir_misuse_is_one_run_error(tmp_path):
   with pytest.raises(errors.RunError, match='is a file, not a folder'):
     train.train_and_evaluate(text_config(), str(tmp_path / 'file'))
   with pytest.raises(errors.RunError, match='is a file, not a folder'):
-    workdir_lib.load_run(str(tmp_path / 'file'))
+    tasks.load_run(str(tmp_path / 'file'))
   os.makedirs(tmp_path / 'empty')
   with pytest.raises(errors.RunError, match='not a training run'):
-    workdir_lib.load_run(str(tmp_path / 'empty'))
+    tasks.load_run(str(tmp_path / 'empty'))
   assert os.listdir(tmp_path / 'empty') == []
 
 
 def test_non_finite_loss_stops_before_saving(tmp_path, monkeypatch):
-  make_step = train.make_train_step
+  make_step = lm_task.make_train_step
 
   def nan_from_step_5(model, config, kl_weight):
     step_fn = make_step(model, config, kl_weight)

@@ -19,11 +19,11 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import default
-from twr_jax import config_checks
-from twr_jax import datasets
-from twr_jax import input_pipeline
-from twr_jax import text
+from twr_jax import tasks
 from twr_jax import tfds_data
+from twr_jax.core import text
+from twr_jax.lm import data as datasets
+from twr_jax.lm import input_pipeline
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared' / 'data'
@@ -101,7 +101,7 @@ def test_tfds_source_gives_the_text_sources_batches(
   from_text = datasets.load(config)
   config.data.update(source='tfds', tfds_name=name,
                      tfds_dir=str(tmp_path / 'tfds'))
-  config_checks.validate(config)
+  tasks.validate(config)
   from_tfds = datasets.load(config)
 
   assert from_tfds.vocab.tokens == from_text.vocab.tokens
@@ -413,6 +413,6 @@ def test_config_checks_require_tfds_name():
   config = default.get_config()
   config.data.source = 'tfds'
   with pytest.raises(ValueError, match='config.data.tfds_name is empty'):
-    config_checks.validate(config)
+    tasks.validate(config)
   config.data.tfds_name = 'ptb'
-  config_checks.validate(config)
+  tasks.validate(config)

@@ -12,15 +12,16 @@ import pytest
 
 from configs import default
 from configs import synthetic as synthetic_config
-from twr_jax import checkpoint
-from twr_jax import datasets
-from twr_jax import input_pipeline
-from twr_jax import models
-from twr_jax import optim
-from twr_jax import parallel
-from twr_jax import schedules
-from twr_jax import text
 from twr_jax import train
+from twr_jax.core import checkpoint
+from twr_jax.core import optim
+from twr_jax.core import parallel
+from twr_jax.core import schedules
+from twr_jax.core import text
+from twr_jax.lm import data as datasets
+from twr_jax.lm import input_pipeline
+from twr_jax.lm import model as models
+from twr_jax.lm import task as lm_task
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,13 +46,13 @@ def setup():
 
 
 def new_state(config, model):
-  return train.create_train_state(model, optim.optimizer_from_config(config),
+  return lm_task.create_train_state(model, optim.optimizer_from_config(config),
                                   jax.random.key(3))
 
 
 def compiled_step(config, model, layout, wrap=lambda f: f):
   kl = schedules.make_kl_schedule('constant')
-  return layout.compile(wrap(train.make_train_step(model, config, kl)), 3,
+  return layout.compile(wrap(lm_task.make_train_step(model, config, kl)), 3,
                         broadcast_argnums=(2,))
 
 
@@ -123,7 +124,7 @@ def final_params(config, workdir):
   data = datasets.load(config, workdir, splits=('train',))
   state = new_state(config, models.model_from_config(config, len(data.vocab)))
   ckpt = checkpoint.Checkpointer(workdir)
-  restored, step = ckpt.restore(train.saveable(state))
+  restored, step = ckpt.restore(checkpoint.saveable(state))
   ckpt.close()
   return restored, step
 

@@ -10,11 +10,11 @@ import pytest
 
 from configs import default
 from configs import synthetic as synthetic_config
-from twr_jax import cli
-from twr_jax import config_checks
 from twr_jax import errors
-from twr_jax import parallel
 from twr_jax import train
+from twr_jax.core import cli
+from twr_jax.core import config_checks
+from twr_jax.core import parallel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

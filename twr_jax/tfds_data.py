@@ -37,9 +37,9 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from twr_jax import dialogue_data
 from twr_jax import errors
-from twr_jax import text
+from twr_jax.core import text
+from twr_jax.dialogue import data as dialogue_data
 
 SPLITS = ('train', 'valid', 'test')
 

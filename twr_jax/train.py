@@ -1,186 +1,40 @@
-"""Train state, the pure train step, and the training loop.
+"""The training loop, the same for every task.
 
 `train_and_evaluate(config, workdir)` is what the launcher, notebooks and tests
-call. Everything a step depends on is derived from the step number: the batch
-(`Batcher.train_batch(step)`), the per-sentence noise (from seed, step and the
-sentence's index) and the KL weight. A run restarted from a checkpoint at step
-s therefore continues exactly as if it had never stopped.
+call. It drives the task the config names (`tasks.make_task`) through the
+small interface of `core/task.py`: model, optimiser, pure train step,
+evaluation and an optional hook. Everything a step depends on is derived from
+the step number: the batch (`train_batcher.train_batch(step)`), the
+per-example noise (`core.prng`: seed, step and the example's index) and the KL
+weight. A run restarted from a checkpoint at step s therefore continues
+exactly as if it had never stopped.
 """
 
 import copy
-import functools
-import json
 import logging as logging_lib
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Any
 
 from absl import logging
 from flax.training import train_state
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from twr_jax import checkpoint
-from twr_jax import config_checks
-from twr_jax import datasets
 from twr_jax import errors
-from twr_jax import evaluate
-from twr_jax import input_pipeline
-from twr_jax import lagging
-from twr_jax import losses
-from twr_jax import metric_log
-from twr_jax import models
-from twr_jax import optim
-from twr_jax import parallel
-from twr_jax import reconstruction
-from twr_jax import run_config
-from twr_jax import schedules
-from twr_jax import text
+from twr_jax import tasks
+from twr_jax.core import checkpoint
+from twr_jax.core import config_checks
+from twr_jax.core import files
+from twr_jax.core import metric_log
+from twr_jax.core import parallel
+from twr_jax.core import prng
+from twr_jax.core import run_config
+from twr_jax.core import schedules
 
-Array = jax.Array
-PRNGKey = jax.Array
-TrainState = train_state.TrainState
 LOG_FILE = 'train.log'
-
-
-def example_keys(key: PRNGKey, step: Array | int, index: Array) -> PRNGKey:
-  """One key per sentence from (run key, step, sentence index).
-
-  Args:
-    key: the run's typed PRNG key.
-    step: the optimiser step (or a fixed salt at evaluation).
-    index: <i32>[B] each sentence's index in its split.
-
-  Returns:
-    Typed keys [B]; they do not depend on how the batch is split over devices.
-  """
-  step_key = jax.random.fold_in(key, step)
-  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(step_key, index)
-
-
-def init_params(model: models.TWRVAE, key: PRNGKey):
-  """Initial parameters (PyTorch-style init, see models.py)."""
-  tokens = jnp.array([[text.BOS, text.EOS, text.PAD]], jnp.int32)
-  lengths = jnp.array([2], jnp.int32)
-  keys = example_keys(key, 0, jnp.zeros((1,), jnp.int32))
-  return jax.jit(functools.partial(model.init, train=False))(
-      {'params': key}, tokens, lengths, keys
-  )['params']
-
-
-def create_train_state(model: models.TWRVAE, tx: optax.GradientTransformation,
-                       key: PRNGKey) -> TrainState:
-  """Initialises parameters and the optimiser state."""
-  return TrainState.create(apply_fn=model.apply, params=init_params(model, key),
-                           tx=tx)
-
-
-def lm_loss(model: models.TWRVAE, config: ml_collections.ConfigDict, params,
-            batch: dict[str, Array], keys: PRNGKey, beta: Array, count: Array,
-            axis_name: str | None = None):
-  """The language model's training objective on one batch (or device share).
-
-  sum_b w_b (rec_b + beta K_b), or that divided by `count` ('mean'), where K_b
-  is the timestep-wise KL (SPEC A.4) or, with `model.free_bits` lambda > 0,
-  Kingma et al.'s free-bits term (`losses.free_bits_kl` on the per-dimension
-  timestep-wise KL, batch-averaged over all devices). With `model.bn_gamma`
-  (BN-VAE), mu is batch-normalised with statistics over the KL window's
-  positions of the real sentences of the whole batch (`models.MuBatchNorm`).
-
-  Args:
-    model, config: the model and run config.
-    params: the parameters to differentiate.
-    batch: 'tokens' <i32>[B, T], 'lengths' <i32>[B], 'weights' <f32>[B].
-    keys: typed PRNG keys [B], one per sentence.
-    beta: the KL weight.
-    count: the global number of real sentences ('mean' reduction).
-    axis_name: the collective axis under pmap.
-
-  Returns:
-    (loss, aux): aux holds <f32>[B] 'rec', 'kl' (timestep-wise KL), 'kl_obj'
-    (the objective's KL term), 'kl_z' (KL of the Gaussian z is drawn from),
-    and with BN-VAE 'bn_stats' (the running averages after this batch).
-  """
-  tokens, lengths, w = batch['tokens'], batch['lengths'], batch['weights']
-  window = config.model.kl_window
-  # The original's arithmetic uses the batch's padded length T_b instead of
-  # each sentence's own (SPEC A.4; off by default).
-  padded = lambda field: config.model.get(field, 'sentence') == 'padded'
-  kl_lengths = batch['enc_lengths'] if padded('kl_length') else lengths
-  z_lengths = batch['enc_lengths'] if padded('z_length') else lengths
-  bn = {}
-  if config.model.get('bn_gamma') is not None:
-    window_mask = jax.vmap(losses.kl_window_mask, in_axes=(0, None, None))(
-        kl_lengths, tokens.shape[1], window)
-    bn = dict(bn_mask=window_mask & (w > 0)[:, None], axis_name=axis_name)
-  out = model.apply({'params': params}, tokens, lengths, keys, train=True,
-                    z_lengths=z_lengths, **bn)
-  rec = losses.token_nll(out['logits'], tokens[:, 1:], lengths)
-  kl = losses.masked_kl(out['mu'], out['logvar'], kl_lengths, window)
-  kl_obj = kl
-  free_bits = config.model.get('free_bits', 0.0)
-  if free_bits > 0:
-    kl_dims = losses.masked_kl_dims(out['mu'], out['logvar'], kl_lengths,
-                                    window)
-    kl_obj = losses.free_bits_kl(kl_dims, w, free_bits, axis_name)
-  loss = losses.objective(rec, kl_obj, w, beta, config.train.loss_reduction,
-                          count)
-  aux = dict(rec=rec, kl=kl, kl_obj=kl_obj,
-             kl_z=losses.gaussian_kl(out['z_mu'], out['z_logvar']))
-  if 'bn_stats' in out:
-    aux['bn_stats'] = out['bn_stats']
-  return loss, aux
-
-
-def make_train_step(model: models.TWRVAE, config: ml_collections.ConfigDict,
-                    kl_weight: Callable[[Array], Array]) -> Callable:
-  """Returns the pure train step `(state, batch, key, *, axis_name)`.
-
-  The step computes the paper's objective, sum over sentences of
-  rec + beta * timestep-wise KL (SPEC A.4), or its per-sentence mean, or a
-  baseline's variant of it (`lm_loss`). Under
-  pmap each device holds part of the batch: gradients and metric sums are
-  `psum`-med over `axis_name`, which makes the update equal to the one for the
-  whole batch on one device (for 'mean' the divisor is the global count).
-
-  Metrics are sums over sentences (divide on the host): 'loss' (the objective
-  optimised, at this beta), 'rec', 'kl_twr' (the timestep-wise KL, without
-  free bits), 'kl' (KL of the posterior z is drawn from), 'sentences',
-  'tokens' (scored targets, EOS included); plus 'beta' and 'grad_norm'.
-  """
-
-  def train_step(state: TrainState, batch: dict[str, Array], key: PRNGKey, *,
-                 axis_name: str | None = None):
-    lengths, w = batch['lengths'], batch['weights']
-    keys = example_keys(key, state.step, batch['index'])
-    beta = kl_weight(state.step)
-    count = jnp.sum(w)
-    if axis_name is not None:
-      count = jax.lax.psum(count, axis_name)
-
-    loss_fn = functools.partial(lm_loss, model, config, batch=batch, keys=keys,
-                                beta=beta, count=count, axis_name=axis_name)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, aux), grads = grad_fn(state.params)
-    rec, kl = aux['rec'], aux['kl']
-    sums = dict(
-        loss=jnp.sum(w * (rec + beta * aux['kl_obj'])), rec=jnp.sum(w * rec),
-        kl_twr=jnp.sum(w * kl), kl=jnp.sum(w * aux['kl_z']),
-        sentences=jnp.sum(w), tokens=jnp.sum(w * (lengths - 1)),
-    )
-    if axis_name is not None:
-      grads, sums = jax.lax.psum((grads, sums), axis_name)
-    state = state.apply_gradients(grads=grads)
-    # BN-VAE: the running averages are set, not learnt (models.MuBatchNorm).
-    state = state.replace(
-        params=models.with_bn_stats(state.params, aux.get('bn_stats')))
-    return state, dict(sums, beta=beta, grad_norm=optax.tree_utils.tree_norm(grads))
-
-  return train_step
 
 
 def _kl_schedule(config, steps_per_epoch: float, total_steps: int):
@@ -191,13 +45,6 @@ def _kl_schedule(config, steps_per_epoch: float, total_steps: int):
       logistic_k=s.logistic_k, logistic_x0=s.logistic_x0,
       total_steps=total_steps, cycles=s.cycles, ratio=s.ratio,
   )
-
-
-def _write_json(path: str, obj: Any) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
 
 
 class _Preemption:
@@ -261,76 +108,6 @@ def _summarise_train(history: list[dict[str, Any]]) -> dict[str, float]:
   )
 
 
-class LMTask:
-  """The language-model task: its data, model, train step and evaluation.
-
-  `train_and_evaluate` drives any task with this interface (see also
-  `dialogue_train.DialogueTask`):
-
-    model, train_batcher (train_batch(step), num_batches), kl_steps_per_epoch,
-    init_params(key), make_train_step(kl_weight), evaluate(params, split).
-  """
-
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str,
-               layout: parallel.Layout, eval_key: PRNGKey):
-    self.config = config
-    data = datasets.load(config, workdir)
-    self.batchers = {
-        s: input_pipeline.Batcher(
-            data.splits[s],
-            config.train.batch_size if s == 'train' else config.eval.batch_size,
-            config.data.bucket_size, config.seed,
-            config.data.get('bucket_growth', 1.0),
-        )
-        for s in datasets.SPLITS
-    }
-    self.train_batcher = self.batchers['train']
-    if config.data.get('train_order', 'shuffled') == 'sorted':
-      self.train_batcher = input_pipeline.SortedBatcher(
-          data.splits['train'], config.train.batch_size,
-          config.data.bucket_size)
-    logging.info('Train batch shapes T in %s', self.train_batcher.shapes)
-    # He et al.'s warm-up counts epochs as N_train / B, a float division.
-    self.kl_steps_per_epoch = len(data.splits['train']) / config.train.batch_size
-    self.model = models.model_from_config(config, len(data.vocab))
-    self._evaluator = evaluate.Evaluator(self.model, config, layout, eval_key)
-    self._layout = layout
-
-  def init_params(self, key: PRNGKey):
-    return init_params(self.model, key)
-
-  def make_train_step(self, kl_weight: Callable[[Array], Array]) -> Callable:
-    return make_train_step(self.model, self.config, kl_weight)
-
-  def evaluate(self, params, split: str, final: bool = False
-               ) -> dict[str, Any]:
-    """The standard metrics (evaluate.py) and greedy reconstruction from
-    the posterior mean: 'recon_bleu' (corpus BLEU-4) and 'recon_acc' (token
-    accuracy), the direct evidence that the decoder uses z
-    (reconstruction.py), at the `final` evaluation or at every one, as
-    `eval.reconstruction` says ('final', 'every' or 'off')."""
-    result = self._evaluator.evaluate(params, self.batchers[split])
-    when = self.config.eval.get('reconstruction', 'final')
-    if when == 'every' or (when == 'final' and final):
-      rec = reconstruction.reconstruct(
-          self.model, self._layout.unreplicate(params), self.batchers[split])
-      scores = reconstruction.scores(rec['references'], rec['hypotheses'])
-      result.update(recon_bleu=scores['bleu4'],
-                    recon_acc=scores['token_accuracy'])
-    return result
-
-
-def make_task(config: ml_collections.ConfigDict, workdir: str,
-              layout: parallel.Layout, eval_key: PRNGKey):
-  """The task `config.task` names: 'lm' (default) or 'dialogue'."""
-  if config.get('task', 'lm') == 'dialogue':
-    from twr_jax import dialogue_train  # pylint: disable=g-import-not-at-top
-    return dialogue_train.DialogueTask(config, workdir, layout, eval_key)
-  return LMTask(config, workdir, layout, eval_key)
-
-
-# Terms of a train step's metrics checked for finiteness, with their names
-# in the error message (issue 15: say which term diverged).
 _FINITE_TERMS = {'rec': 'reconstruction (rec)', 'kl_twr': 'KL (kl_twr)',
                  'kl': 'KL of z (kl)', 'loss': 'loss',
                  'grad_norm': 'gradient norm'}
@@ -392,8 +169,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        stop_at_step: int | None = None) -> dict[str, Any]:
   """Trains (or resumes) a run in `workdir`, then evaluates valid and test.
 
-  The loop is the same for every task (`make_task`): the language model and
-  the dialogue model share checkpointing, resumption, logging and the
+  The loop is the same for every task (`tasks.make_task`): the language
+  model and the dialogue model share checkpointing, resumption, logging and the
   pmap/jit step.
 
   Safety (issue 15): a relative `workdir` or data path is made absolute once,
@@ -425,7 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       message gives the step, the term and the step to resume from).
     errors.ConfigError, errors.DataError: a bad config field or data file.
   """
-  config_checks.validate(config)
+  tasks.validate(config)
   workdir = run_config.resolve_workdir(workdir)
   config = copy.deepcopy(config)
   run_config.resolve_paths(config)
@@ -457,10 +234,10 @@ def _train_and_evaluate(config, workdir, stop_at_step, changed, is_chief):
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), layout)
 
-  root_key = jax.random.key(config.seed)
-  train_key, eval_key, init_key = (jax.random.fold_in(root_key, i)
-                                   for i in range(3))
-  task = make_task(config, workdir, layout, eval_key)
+  train_key, eval_key, init_key = (
+      prng.run_key(config.seed, salt)
+      for salt in (prng.TRAIN, prng.EVAL, prng.INIT))
+  task = tasks.make_task(config, workdir, layout, eval_key)
   train_batcher = task.train_batcher
   steps_per_epoch = train_batcher.num_batches
   total_steps = config.train.num_steps or (
@@ -469,9 +246,9 @@ def _train_and_evaluate(config, workdir, stop_at_step, changed, is_chief):
   ckpt_every = config.train.checkpoint_every_steps or eval_every
   logging.info('%d steps (%d per epoch)', total_steps, steps_per_epoch)
 
-  state = TrainState.create(apply_fn=task.model.apply,
-                            params=task.init_params(init_key),
-                            tx=optim.optimizer_from_config(config))
+  state = train_state.TrainState.create(apply_fn=task.model.apply,
+                                        params=task.init_params(init_key),
+                                        tx=task.optimizer())
   logging.info('%d parameters', sum(
       x.size for x in jax.tree_util.tree_leaves(state.params)))
 
@@ -479,7 +256,7 @@ def _train_and_evaluate(config, workdir, stop_at_step, changed, is_chief):
   log = None
   try:
     # Raises (before config.json is replaced) if the arrays do not fit.
-    restored, start = ckpt.restore(saveable(state))
+    restored, start = ckpt.restore(checkpoint.saveable(state))
     ckpt.delete_damaged()
     if restored is not None:
       state = state.replace(**restored)
@@ -494,8 +271,8 @@ def _train_and_evaluate(config, workdir, stop_at_step, changed, is_chief):
         logging.warning('Config changed at step %d (recorded in %s): %s',
                         start, run_config.CHANGES_FILE, changed)
         run_config.record_changes(workdir, changed, start)
-      _write_json(os.path.join(workdir, run_config.CONFIG_FILE),
-                  config.to_dict())
+      files.write_json(os.path.join(workdir, run_config.CONFIG_FILE),
+                       config.to_dict(), sort_keys=True)
       log = metric_log.MetricLog(workdir)
       log.truncate_after(start)
     return _loop(config, workdir, task, layout, state, ckpt, log, start,
@@ -517,12 +294,8 @@ def _loop(config, workdir, task, layout, state, ckpt, log, start, total_steps,
       donate_argnums=(0,),
   )
   state = layout.replicate(state)
-  # He et al.'s aggressive encoder training (language model; lagging.py).
-  lag = None
-  if lagging.enabled(config):
-    lag = lagging.AggressiveTraining(
-        config, functools.partial(lm_loss, task.model, config), kl_weight,
-        models.with_bn_stats, train_batcher, layout, train_key)
+  # E.g. He et al.'s aggressive encoder training (lm/lagging.py).
+  hook = task.train_hook(kl_weight, train_key)
 
   # A finished run re-run evaluates again; it logs the final evaluation only
   # if the log does not have it (an earlier final evaluation may have failed).
@@ -559,24 +332,24 @@ def _loop(config, workdir, task, layout, state, ckpt, log, start, total_steps,
     # Every process calls the managers: Orbax synchronises them and writes
     # from process 0 only. Never a non-finite state: check first.
     check_finite()
-    ckpt.save(step, saveable(layout.unreplicate(state)))
+    ckpt.save(step, checkpoint.saveable(layout.unreplicate(state)))
 
   def offer_best(step, valid):
-    host_state = saveable(layout.unreplicate(state))
+    host_state = checkpoint.saveable(layout.unreplicate(state))
     if ckpt.save_best(step, host_state, valid['loss']):
       logging.info('New best valid loss %.4f at step %d', valid['loss'], step)
 
   if 0 < start < total_steps and start % eval_every == 0:
     # An evaluation step's checkpoint is saved before its evaluation, which a
     # signal skips: redo it (every process takes part; logged if missing).
-    # Its MI also steers aggressive training.
+    # Its MI also steers the hook (aggressive training).
     logged = log is not None and any(
         r['step'] == start and r['split'] == 'valid'
         for r in metric_log.read_metrics(workdir))
     valid = run_eval('valid', start, write=not logged)
     offer_best(start, valid)
-    if lag is not None:
-      state = lag.after_eval(state, valid['mi'])
+    if hook is not None:
+      state = hook.after_eval(state, valid['mi'])
 
   history, t_log, t_paused = [], time.time(), 0.0
   eta = _Eta()
@@ -584,8 +357,8 @@ def _loop(config, workdir, task, layout, state, ckpt, log, start, total_steps,
   with _Preemption() as preempt:
     for step in range(start, total_steps):
       batch = parallel.process_rows(train_batcher.train_batch(step))
-      if lag is not None:
-        state = lag.before_step(state, step)
+      if hook is not None:
+        state = hook.before_step(state, step)
       state, metrics = p_train(state, layout.shard(batch), train_key)
       done = step + 1
       history.append(metrics)
@@ -624,8 +397,8 @@ def _loop(config, workdir, task, layout, state, ckpt, log, start, total_steps,
         valid = run_eval('valid', done)
         logging.info('step %d valid: %s', done, _fmt(valid))
         offer_best(done, valid)
-        if lag is not None:
-          state = lag.after_eval(state, valid['mi'])
+        if hook is not None:
+          state = hook.after_eval(state, valid['mi'])
       paused = time.time() - t_pause
       t_paused += paused
       eta.pause(paused)
@@ -655,11 +428,6 @@ def _loop(config, workdir, task, layout, state, ckpt, log, start, total_steps,
   logging.info('Final evaluation at step %d:\n%s', total_steps,
                format_table(results))
   return results
-
-
-def saveable(state: TrainState) -> dict[str, Any]:
-  """The checkpointed part of a train state."""
-  return dict(params=state.params, opt_state=state.opt_state, step=state.step)
 
 
 def _hms(seconds: float) -> str:

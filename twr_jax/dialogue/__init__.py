@@ -1,0 +1,1 @@
+"""The dialogue task (SPEC B): data, model, losses, task, evaluation."""

@@ -1,0 +1,1 @@
+"""The language-model task (SPEC A): data, model, losses, task, evaluation."""
