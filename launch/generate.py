@@ -78,8 +78,12 @@ def main(argv):
   if FLAGS.contexts_file is not None and FLAGS.sentences_file is not None:
     raise errors.ConfigError('--contexts_file (dialogue) and --sentences_file'
                              ' (language model) exclude each other.')
+  # Task-independent options first, before the workdir is read (issue 13);
+  # the run's task then checks its own decoders, before anything is loaded.
+  decoding.check_options(
+      decoder=FLAGS.decode, num=FLAGS.num, max_len=FLAGS.max_len,
+      temperature=FLAGS.temperature, beam_size=FLAGS.beam_size)
   step = workdir_lib.parse_step(FLAGS.step)
-  # The run's task checks the other options, before anything is loaded.
   command = tasks.command(FLAGS.workdir, 'generate')
   out = command(FLAGS.workdir, step, FLAGS.flag_values_dict())
   if out:

@@ -20,6 +20,7 @@ from twr_jax.core import checkpoint
 from twr_jax.core import cli
 from twr_jax.core import compile_cache
 from twr_jax.core import workdir as workdir_lib
+from twr_jax.lm import interpolate
 
 flags.DEFINE_string('workdir', None, 'Training workdir.')
 flags.DEFINE_string('step', 'best', "'best', 'last' or a step number.")
@@ -42,6 +43,10 @@ def main(argv):
   del argv
   compile_cache.enable()  # Persistent XLA cache, see its docstring.
   checkpoint.quiet_orbax_logging()
+  # The options first, before the workdir is read (issue 13).
+  interpolate.check_options(
+      num_pairs=FLAGS.pairs, num_points=FLAGS.points, max_len=FLAGS.max_len,
+      max_sentence_len=FLAGS.max_sentence_len, show=FLAGS.show)
   step = workdir_lib.parse_step(FLAGS.step)
   command = tasks.command(FLAGS.workdir, 'interpolate')
   print(command(FLAGS.workdir, step, FLAGS.flag_values_dict()))

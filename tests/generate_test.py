@@ -224,8 +224,15 @@ def test_evaluator_gives_the_paper_metrics_full_decodes(dd_run, monkeypatch):
      "decode='beam': must be one of greedy, sample"),
 ])
 def test_bad_options_are_rejected_before_loading(tmp_path, args, message):
-  # The workdir does not exist: the option is checked first.
-  code, _, err = launch('generate', f'--workdir={tmp_path}/none', *args)
+  # The workdir does not exist: the option is checked first. Which decoders
+  # a run offers depends on its task: that needs (only) its config.json.
+  workdir = tmp_path / 'none'
+  if '--contexts_file=x' in args:
+    from configs import dailydialog  # pylint: disable=g-import-not-at-top
+    workdir.mkdir()
+    (workdir / 'config.json').write_text(
+        dailydialog.get_config('tiny').to_json())
+  code, _, err = launch('generate', f'--workdir={workdir}', *args)
   assert code != 0 and message in err
 
 

@@ -185,7 +185,7 @@ def test_non_finite_loss_stops_before_saving(tmp_path, monkeypatch):
 
     return step
 
-  monkeypatch.setattr(train, 'make_train_step', nan_from_step_5)
+  monkeypatch.setattr(lm_task, 'make_train_step', nan_from_step_5)
   config = train_test.tiny_config(**{
       'train.log_every_steps': 8, 'train.eval_every_steps': 8,
       'train.checkpoint_every_steps': 3, 'train.parallel': 'jit'})

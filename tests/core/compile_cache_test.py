@@ -95,7 +95,7 @@ def test_enabled_cache_stores_compiled_programs(tmp_path):
   cache = tmp_path / 'cache'
   code = (
       'import jax, jax.numpy as jnp\n'
-      'from twr_jax import compile_cache\n'
+      'from twr_jax.core import compile_cache\n'
       'print(compile_cache.enable())\n'
       # Tiny programs compile in under MIN_COMPILE_SECONDS: store them too.
       "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"

@@ -19,7 +19,6 @@ from twr_jax import tasks
 from twr_jax import train
 from twr_jax.core import checkpoint
 from twr_jax.core import losses
-from twr_jax.core import optim
 from twr_jax.core import parallel
 from twr_jax.core import prng
 from twr_jax.core import schedules
@@ -51,7 +50,7 @@ def data():
 def new_state(config, vocab_size):
   model = models.model_from_config(config, vocab_size)
   return model, lm_task.create_train_state(
-      model, optim.optimizer_from_config(config), jax.random.key(3))
+      model, lm_task.optimizer(config), jax.random.key(3))
 
 
 def keys_for(batch, step=0):

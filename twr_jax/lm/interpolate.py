@@ -64,16 +64,18 @@ def choose_pairs(num_sentences: int, num_pairs: int, seed: int,
 
 
 def check_options(*, num_pairs: int, num_points: int, max_len: int,
-                  max_sentence_len: int | None) -> None:
+                  max_sentence_len: int | None, show: int = 0) -> None:
   """Checks the interpolation options before any work.
 
   Raises:
     errors.ConfigError: naming the option and its allowed range: pairs >= 1,
-      points >= 2 (both ends), max_len >= 1, max_sentence_len >= 1 or None.
+      points >= 2 (both ends), max_len >= 1, max_sentence_len >= 1 or None,
+      show (pairs printed) >= 0.
   """
   for name, value, low in (('pairs', num_pairs, 1), ('points', num_points, 2),
                            ('max_len', max_len, 1),
-                           ('max_sentence_len', max_sentence_len, 1)):
+                           ('max_sentence_len', max_sentence_len, 1),
+                           ('show', show, 0)):
     if value is None and name == 'max_sentence_len':
       continue
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -219,10 +221,8 @@ def interpolate_command(workdir: str, step: int | str,
   the text to print."""
   check_options(num_pairs=options['pairs'], num_points=options['points'],
                 max_len=options['max_len'],
-                max_sentence_len=options['max_sentence_len'])
-  if options['show'] < 0:
-    raise errors.ConfigError(
-        f"show={options['show']}: must be an integer >= 0.")
+                max_sentence_len=options['max_sentence_len'],
+                show=options['show'])
   pairs = source = None
   if options['pairs_file'] is not None:
     texts = read_pairs(options['pairs_file'])
