@@ -20,8 +20,9 @@ writes, all keys optional:
    "machine": "2-core CPU, load 2.1",
    "notes": "stopped after 3 epochs (time budget)"}
 
-Without it, the commands are rebuilt from the workdir's config and the only
-wall time is the evaluation's (from eval_<split>.json).
+Without it, the commands are rebuilt from the workdir's config, the training
+time is summed from metrics.jsonl's logged windows (train steps only) and the
+evaluation's from eval_<split>.json.
 """
 
 import json
@@ -116,8 +117,22 @@ def _duration(seconds) -> str:
   return f'{h}h {m:02d}m {s:02d}s' if h else f'{m}m {s:02d}s'
 
 
+def train_seconds(train: list[dict]) -> float | None:
+  """Training time from metrics.jsonl: the sum over the logged windows of
+  contexts / contexts-per-second, i.e. time spent in train steps (compiles
+  included; evaluations and checkpoints excluded, as the loop times them).
+  A step logged twice (a resumed run redoing steps after its last
+  checkpoint) counts once, its last record."""
+  windows = {r['step']: r for r in train
+             if r.get('sentences') and r.get('sentences_per_s')}
+  if not windows:
+    return None
+  return sum(r['sentences'] / r['sentences_per_s'] for r in windows.values())
+
+
 def budget(config: dict, metrics: list[dict]) -> dict:
-  """Steps, epochs and the last logged losses from metrics.jsonl."""
+  """Steps, epochs, training time and the last logged losses from
+  metrics.jsonl."""
   train = [r for r in metrics if r.get('split') == 'train']
   last = train[-1] if train else {}
   evals = {r['split']: r for r in metrics if r.get('split') in ('valid',
@@ -127,6 +142,7 @@ def budget(config: dict, metrics: list[dict]) -> dict:
       batch_size=config.get('train', {}).get('batch_size'),
       beta=last.get('beta'), train_loss=last.get('loss'),
       train_contexts_per_s=last.get('sentences_per_s'),
+      train_seconds=train_seconds(train),
       valid=evals.get('valid'), test=evals.get('test'))
 
 
@@ -207,6 +223,9 @@ def render(workdir: str, dataset: str, split: str, result: dict,
       f' --dataset={dataset}']
   lines += ['```'] + list(commands) + ['```', '']
   walls = dict(info.get('wall_seconds') or {})
+  if 'train' not in walls and b['train_seconds']:
+    walls['train (train steps summed from metrics.jsonl; evaluations and'
+          ' checkpoints excluded)'] = b['train_seconds']
   if 'evaluate' not in walls and 'sample_seconds' in result:
     walls['evaluate (from eval json: sampling + metrics)'] = (
         result['sample_seconds'] + result.get('metric_seconds', 0.0))

@@ -18,6 +18,7 @@ from twr_jax import errors
 from twr_jax import tasks
 from twr_jax import train
 from twr_jax.core import decoding
+from twr_jax.core import metric_log
 from twr_jax.dialogue import data as dialogue_data
 from twr_jax.dialogue import decoding as dialogue_decoding
 from twr_jax.dialogue import generate as dialogue_generate
@@ -385,6 +386,15 @@ def test_dialogue_report(dd_run, tmp_path):
     text = f.read()
   assert '| BLEU-R | 0.395 |' in text and '**context' not in text
   assert f'python -m launch.evaluate --workdir={dd_run} --split=test' in text
+  # Without run info, the training time is the logged windows' sum.
+  train = [r for r in metric_log.read_metrics(dd_run) if r['split'] == 'train']
+  seconds = sum(r['sentences'] / r['sentences_per_s'] for r in train)
+  assert seconds > 0
+  assert ('- train (train steps summed from metrics.jsonl; evaluations and'
+          f' checkpoints excluded): {report._duration(seconds)}') in text
+  # A step logged twice (redone after a resume) counts once.
+  again = report.train_seconds(train + train[-1:])
+  assert again == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize('kwargs, message', [
