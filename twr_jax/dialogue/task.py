@@ -98,10 +98,10 @@ def init_params(model: dialogue_model.DialogTWRVAE, key: PRNGKey,
   `word_vectors=False` skips the file (a restore template needs shapes only).
   """
   b = dummy_batch(config)
-  keys = prng.example_keys(key, jnp.zeros((1,), jnp.int32), 0)
+  # Parameters depend on the 'params' key only, not on the noise.
   params = jax.jit(lambda k: model.init(
       {'params': k}, b['context'], b['context_lens'], b['floors'],
-      b['num_turns'], b['response'], b['response_len'], keys, train=False,
+      b['num_turns'], b['response'], b['response_len'],
   ))(key)['params']
   path = config.model.word_vectors
   if path and word_vectors:

@@ -111,10 +111,8 @@ def init_params(model: models.TWRVAE, key: PRNGKey):
   """Initial parameters (PyTorch-style init, see lm/model.py)."""
   tokens = jnp.array([[text.BOS, text.EOS, text.PAD]], jnp.int32)
   lengths = jnp.array([2], jnp.int32)
-  keys = prng.example_keys(key, jnp.zeros((1,), jnp.int32), 0)
-  return jax.jit(functools.partial(model.init, train=False))(
-      {'params': key}, tokens, lengths, keys
-  )['params']
+  # Parameters depend on the 'params' key only, not on the noise.
+  return jax.jit(model.init)({'params': key}, tokens, lengths)['params']
 
 
 def create_train_state(model: models.TWRVAE, tx: optax.GradientTransformation,
