@@ -6,6 +6,7 @@ and the batch reduction, with the baselines' variants (free bits, BN-VAE).
 """
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from twr_jax.core import losses
@@ -73,3 +74,18 @@ def lm_loss(model: models.TWRVAE, config: ml_collections.ConfigDict, params,
   if 'bn_stats' in out:
     aux['bn_stats'] = out['bn_stats']
   return loss, aux
+
+
+def metric_sums(aux: dict[str, Array], batch: dict[str, Array],
+                beta: Array) -> dict[str, Array]:
+  """The train step's metric sums over sentences (divide on the host):
+  'loss' (the objective optimised, at this beta), 'rec', 'kl_twr' (the
+  timestep-wise KL, without free bits), 'kl' (KL of the posterior z is drawn
+  from), 'sentences', 'tokens' (scored targets, EOS included)."""
+  w = batch['weights']
+  rec, kl = aux['rec'], aux['kl']
+  return dict(
+      loss=jnp.sum(w * (rec + beta * aux['kl_obj'])), rec=jnp.sum(w * rec),
+      kl_twr=jnp.sum(w * kl), kl=jnp.sum(w * aux['kl_z']),
+      sentences=jnp.sum(w), tokens=jnp.sum(w * (batch['lengths'] - 1)),
+  )
