@@ -700,6 +700,9 @@ def test_tfds_source_gives_the_batches_of_the_files(tmp_path, corpus):
   from_files = {s: dd.read_split(config, s) for s in ('train', 'valid', 'test')}
   config.data.update(source='tfds', tfds_dir=str(tmp_path / 'tfds'))
   from_tfds = {s: dd.read_split(config, s) for s in ('train', 'valid', 'test')}
+  # Read through the prepared dataset, not the files.
+  assert (tmp_path / 'tfds' / dd.TFDS_NAMES[corpus] / '1.0.0').is_dir()
+  assert from_tfds['train'][0].source.startswith(dd.TFDS_NAMES[corpus])
   for split, dialogues in from_files.items():
     got = from_tfds[split]
     assert [(d.utterances, d.floors) for d in got] == [
