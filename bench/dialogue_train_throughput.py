@@ -163,11 +163,10 @@ def profile_parts(model, params, config, batch, reps=3) -> dict[str, float]:
                                             2 * model.utt_hidden))
 
   def context(p):
-    c, h = model.apply({'params': p}, u, b['floors'], b['num_turns'],
-                       noise['ctx_keep'],
+    c, h = model.apply({'params': p}, u, b['floors'], b['num_turns'], noise,
                        method=dialogue_model.DialogTWRVAE.context_states)
-    out = model.apply({'params': p}, u[:, 0], c, h, b['num_turns'],
-                      noise['eps'], method=dialogue_model.DialogTWRVAE.kl_and_z)
+    out = model.apply({'params': p}, u[:, 0], c, h, b['num_turns'], noise,
+                      method=dialogue_model.DialogTWRVAE.kl_and_z)
     return jnp.sum(out['kl']) + jnp.sum(out['z'])
 
   h0 = jax.random.normal(jax.random.key(4), b['res_row'].shape

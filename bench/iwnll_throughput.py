@@ -133,9 +133,8 @@ TORCH_SCRIPT = os.path.join(ROOT, 'bench', 'reference', 'torch_iwnll.py')
 def init_params(model: models.TWRVAE, key: jax.Array):
   """Random parameters of `model` (PyTorch-style init, see models.py)."""
   tokens = jnp.array([[text.BOS, text.EOS, text.PAD]], jnp.int32)
-  keys = jax.random.split(key, 1)
-  return jax.jit(functools.partial(model.init, train=False))(
-      {'params': key}, tokens, jnp.array([2], jnp.int32), keys)['params']
+  return jax.jit(model.init)(
+      {'params': key}, tokens, jnp.array([2], jnp.int32))['params']
 
 
 def jax_iw_log_px(model: models.TWRVAE, params, sequences, num_samples: int,

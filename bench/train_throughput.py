@@ -236,7 +236,7 @@ def profile_parts(model, params, tx, batch, key, reps: int = 6) -> dict:
   z = jax.random.normal(key, (b, model.latent))
 
   def enc(p):
-    mu, logvar = model.apply({'params': p}, tokens, noise['enc_keep'],
+    mu, logvar = model.apply({'params': p}, tokens, noise,
                              method=models.TWRVAE.encode)
     return jnp.sum(mu) + jnp.sum(logvar)
 

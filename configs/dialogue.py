@@ -51,6 +51,12 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.format = ''  # 'switchboard' (*.jsonl) or 'dailydialog' (*.utts.txt).
+  # 'files': read data.dir's files; 'tfds': the corpus's TFDS dataset
+  # (twr_jax/tfds_data.py, no TensorFlow), kept in tfds_dir ('' = TFDS's
+  # default) and prepared from the standard files in data.dir (DailyDialog:
+  # downloaded when data.dir is empty). The same dialogues either way.
+  c.data.source = 'files'
+  c.data.tfds_dir = ''
   c.data.dir = ''
   c.data.file_pattern = ''  # e.g. '{split}.jsonl'; {split} is a file name.
   # Which file each split reads: e.g. --config.data.splits.train=valid

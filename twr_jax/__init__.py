@@ -14,7 +14,7 @@ piece does not pull in the training loop):
              report, decoding, metrics, generate; input_pipeline, synthetic,
              likelihood, paper_eval, reconstruction, interpolate, lagging
   dialogue/  the dialogue CVAE: data, model, losses, task, evaluation,
-             report, decoding, metrics, generate
+             report, decoding, metrics, generate; corpora
   tfds_data  TFDS builders (array_record, no TensorFlow) for PTB, Yahoo,
              Yelp, Switchboard, DailyDialog
   errors     UserError and its subclasses

@@ -7,6 +7,8 @@ import pathlib
 import numpy as np
 import pytest
 
+from configs import dailydialog
+from configs import switchboard
 from twr_jax.core import text
 from twr_jax.dialogue import data as dd
 
@@ -667,3 +669,58 @@ def test_rows_reject_bad_windows():
     encoded.rows(np.array([0]), np.array([0]), np.array([3]), 2)
   with pytest.raises(ValueError, match='window must be >= 2'):
     dd.context_pairs(5, 5, 1)
+
+
+def _write_tiny_corpus(folder, corpus, seed=0):
+  """Small train / valid / test files of `corpus` in its own format."""
+  rng = np.random.default_rng(seed)
+  words = 'hi how are you fine thanks what about tea yes no ok , ?'.split()
+  folder.mkdir()
+  for split, n in (('train', 20), ('valid', 6), ('test', 5)):
+    dialogues = [[' '.join(rng.choice(words, rng.integers(1, 9)))
+                  for _ in range(rng.integers(2, 9))] for _ in range(n)]
+    if corpus == 'dailydialog':
+      lines = [' __eou__ '.join(turns) + ' __eou__' for turns in dialogues]
+      (folder / f'{split}.utts.txt').write_text('\n'.join(lines) + '\n')
+    else:
+      lines = [json.dumps({
+          'A': {}, 'B': {}, 'topic': 't', 'prompt': 'p',
+          'utts': [[str(rng.choice(['A', 'B'])), turn, ['act', [0.0]]]
+                   for turn in turns]}) for turns in dialogues]
+      (folder / f'{split}.jsonl').write_text('\n'.join(lines) + '\n')
+
+
+@pytest.mark.parametrize('corpus', ['dailydialog', 'switchboard'])
+def test_tfds_source_gives_the_batches_of_the_files(tmp_path, corpus):
+  module = {'dailydialog': dailydialog, 'switchboard': switchboard}[corpus]
+  config = module.get_config('tiny')
+  config.data.update(dir=str(tmp_path / 'files'), vocab_size=30, window=4,
+                     max_utt_len=6)
+  _write_tiny_corpus(tmp_path / 'files', corpus)
+  from_files = {s: dd.read_split(config, s) for s in ('train', 'valid', 'test')}
+  config.data.update(source='tfds', tfds_dir=str(tmp_path / 'tfds'))
+  from_tfds = {s: dd.read_split(config, s) for s in ('train', 'valid', 'test')}
+  # Read through the prepared dataset, not the files.
+  assert (tmp_path / 'tfds' / dd.TFDS_NAMES[corpus] / '1.0.0').is_dir()
+  assert from_tfds['train'][0].source.startswith(dd.TFDS_NAMES[corpus])
+  for split, dialogues in from_files.items():
+    got = from_tfds[split]
+    assert [(d.utterances, d.floors) for d in got] == [
+        (d.utterances, d.floors) for d in dialogues]
+  vocabs = [dd.DialogVocab.from_dialogues(r['train'], 30)
+            for r in (from_files, from_tfds)]
+  assert vocabs[0].tokens == vocabs[1].tokens
+  vocab = vocabs[0]
+  batchers = [dd.DialogBatcher(dd.EncodedDialogues.encode(r['train'], vocab, 6),
+                               4, 4, seed=3) for r in (from_files, from_tfds)]
+  for step in range(batchers[0].num_batches + 1):
+    a, b = (x.train_batch(step) for x in batchers)
+    for key in BATCH_KEYS:
+      np.testing.assert_array_equal(a[key], b[key])
+  evals = [list(dd.eval_batches(dd.eval_examples(r['test'], vocab, 4, 6),
+                                vocab, 8, window=4, max_utt_len=6))
+           for r in (from_files, from_tfds)]
+  assert len(evals[0]) == len(evals[1]) > 0
+  for a, b in zip(*evals):
+    for key in BATCH_KEYS:
+      np.testing.assert_array_equal(a[key], b[key])

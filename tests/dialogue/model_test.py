@@ -56,9 +56,8 @@ def make_model(kl_mask='valid'):
 @functools.cache
 def init_params():
   batch = make_batch([2], [3])
-  keys = prng.example_keys(jax.random.key(0), batch['index'])
-  init = jax.jit(functools.partial(make_model().init, train=False))
-  return init(jax.random.key(1), *(batch[f] for f in FIELDS), keys)['params']
+  init = jax.jit(make_model().init)
+  return init(jax.random.key(1), *(batch[f] for f in FIELDS))['params']
 
 
 @functools.cache
@@ -70,8 +69,9 @@ def _jitted(name, kl_mask='valid', **kw):
 
 def apply(batch, train=False, kl_mask='valid', seed=7, **kw):
   keys = prng.example_keys(jax.random.key(seed), batch['index'])
-  return _jitted('__call__', kl_mask, train=train)(
-      {'params': init_params()}, *(batch[f] for f in FIELDS), keys, **kw
+  noise = dm.batch_noise(make_model(kl_mask), batch, keys, train)
+  return _jitted('__call__', kl_mask)(
+      {'params': init_params()}, *(batch[f] for f in FIELDS), noise, **kw
   )
 
 
@@ -306,6 +306,29 @@ def test_jitted_train_step_updates_every_parameter():
                                    params, new)
   assert all(jax.tree_util.tree_leaves(changed)), changed
   assert np.all(new['embed']['embedding'][PAD] == 0)
+
+
+def test_noise_dict_entries_act_where_named():
+  keys = prng.example_keys(jax.random.key(4), BATCH['index'])
+  noise = dm.batch_noise(make_model(), BATCH, keys, True)
+  names = ('ctx_emb_keep', 'ctx_keep', 'x_emb_keep', 'dec_keep')
+  assert all(noise[name] is not None for name in names)
+  assert all(v is None for k, v in dm.batch_noise(
+      make_model(), BATCH, keys, False).items() if k != 'eps')
+  call = lambda n: _jitted('__call__')(
+      {'params': init_params()}, *(BATCH[f] for f in FIELDS), n)
+  out = call(noise)
+  # The decoder's masks change the logits only, not the encoders' KL.
+  no_dec = call({**noise, 'dec_keep': None})
+  np.testing.assert_allclose(no_dec['kl_steps'], out['kl_steps'], rtol=1e-6)
+  assert not np.allclose(no_dec['logits'], out['logits'])
+  # The context's masks change the KL.
+  assert not np.allclose(call({**noise, 'ctx_keep': None})['kl_steps'],
+                         out['kl_steps'])
+  # Without 'eps' (or without noise), z is the mean of q.
+  for none in (None, {}):
+    mean = call(none)
+    np.testing.assert_array_equal(mean['z'], mean['mu'])
 
 
 def test_loss_weights_and_noise_are_per_example():

@@ -57,6 +57,13 @@ def keys_for(batch, step=0):
   return prng.example_keys(jax.random.key(0), batch['index'], step)
 
 
+def train_noise(model, batch):
+  """The train step's noise at step 0 (`lm_losses.lm_loss`)."""
+  return models.example_noise(keys_for(batch), batch['tokens'].shape[1],
+                              model.emb_dim, model.latent, model.dropout,
+                              train=True)
+
+
 # ------------------------------------------------------------------ cyclical
 
 
@@ -148,7 +155,7 @@ def test_vae_freebits_train_step_loss_and_true_kl(data):
       state, batch, jax.random.key(0))
   # The same forward pass by hand.
   out = model.apply({'params': state.params}, batch['tokens'],
-                    batch['lengths'], keys_for(batch), train=True)
+                    batch['lengths'], train_noise(model, batch))
   w = batch['weights'].astype(np.float64)
   rec = np.asarray(losses.token_nll(out['logits'], batch['tokens'][:, 1:],
                                     batch['lengths']), np.float64)
@@ -181,9 +188,11 @@ def _bn_batch(seed, b=16, t=9, padding_rows=3):
   return jnp.asarray(tokens), jnp.asarray(lengths, jnp.int32), w
 
 
-def _apply(model, params, tokens, lengths, **kw):
+def _apply(model, params, tokens, lengths, train=False, **kw):
   keys = jax.random.split(jax.random.key(7), tokens.shape[0])
-  return model.apply({'params': params}, tokens, lengths, keys, **kw)
+  noise = models.example_noise(keys, tokens.shape[1], model.emb_dim,
+                               model.latent, model.dropout, train)
+  return model.apply({'params': params}, tokens, lengths, noise, **kw)
 
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
@@ -192,9 +201,7 @@ def test_bn_vae_batch_kl_is_at_least_n_gamma_squared_over_2(seed):
   model = models.TWRVAE(V, E, H, Z, dropout=0.0, bn_gamma=gamma)
   plain = models.TWRVAE(V, E, H, Z, dropout=0.0)
   tokens, lengths, w = _bn_batch(seed)
-  init = model.init(jax.random.key(seed), tokens, lengths,
-                    jax.random.split(jax.random.key(0), 16),
-                    train=False)['params']
+  init = model.init(jax.random.key(seed), tokens, lengths)['params']
   # The KL of the posteriors whose mu is normalised: the last step (':vae').
   last = np.asarray(jnp.arange(tokens.shape[1]) == (lengths - 1)[:, None])
   mask = jnp.asarray(last & w[:, None])
@@ -236,9 +243,7 @@ def test_bn_vae_eval_mode_uses_the_running_averages():
   model = models.TWRVAE(V, E, H, Z, dropout=0.0, bn_gamma=gamma)
   plain = models.TWRVAE(V, E, H, Z, dropout=0.0)
   tokens, lengths, _ = _bn_batch(3)
-  params = model.init(jax.random.key(0), tokens, lengths,
-                      jax.random.split(jax.random.key(0), 16),
-                      train=False)['params']
+  params = model.init(jax.random.key(0), tokens, lengths)['params']
   rng = np.random.default_rng(0)
   bn = dict(running_mean=rng.normal(size=Z), running_var=rng.uniform(0.5, 2, Z),
             bias=rng.normal(size=Z))
@@ -297,7 +302,7 @@ def test_bn_vae_train_step_sets_running_averages_and_pmap_agrees(data):
 def _apply_keys(model, params, batch):
   """z_mu of the train step's forward pass (same per-sentence keys)."""
   out = model.apply({'params': params}, batch['tokens'], batch['lengths'],
-                    keys_for(batch), train=True)
+                    train_noise(model, batch))
   return out['z_mu']
 
 

@@ -63,8 +63,10 @@ def _loss_parts(config, batch):
   keys = prng.example_keys(jax.random.key(1), batch['index'], 0)
   _, aux = lm_losses.lm_loss(model, config, params, batch, keys, 1.0,
                          jnp.float32(len(batch['index'])))
+  noise = models.example_noise(keys, batch['tokens'].shape[1], model.emb_dim,
+                               model.latent, model.dropout, train=True)
   out = model.apply({'params': params}, batch['tokens'], batch['lengths'],
-                    keys, train=True)
+                    noise)
   return aux, out
 
 

@@ -49,8 +49,10 @@ def _one_step(dtype):
   step = jax.jit(lm_task.make_train_step(model, config,
                                        schedules.make_kl_schedule('constant')))
   keys = prng.example_keys(jax.random.key(1), BATCH['index'], 0)
+  noise = models.example_noise(keys, BATCH['tokens'].shape[1], model.emb_dim,
+                               model.latent, model.dropout, train=True)
   out = model.apply({'params': state.params}, BATCH['tokens'],
-                    BATCH['lengths'], keys, train=True)
+                    BATCH['lengths'], noise)
   new_state, metrics = step(state, BATCH, jax.random.key(1))
   return out, new_state, metrics
 

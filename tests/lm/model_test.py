@@ -1,13 +1,11 @@
-"""Tests of the model (models.py) and the losses (losses.py)."""
+"""Tests of the language model (lm/model.py)."""
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from twr_jax.core import layers
 from twr_jax.core import losses
 from twr_jax.core import text
 from twr_jax.lm import model as models
@@ -28,15 +26,19 @@ def make_batch(lengths, T, seed=0, pad_value=text.PAD):
 def init(cell='lstm', z_mode='last', dropout=0.0):
   model = models.TWRVAE(V, E, H, Z, cell=cell, z_mode=z_mode, dropout=dropout)
   tokens, lengths = make_batch([4], 4)
-  keys = jax.random.split(jax.random.key(0), 1)
-  params = model.init(jax.random.key(1), tokens, lengths, keys, train=False)
+  params = model.init(jax.random.key(1), tokens, lengths)
   return model, params
 
 
-def apply(model, params, tokens, lengths, train=False):
+def noise(model, tokens, train=False):
   keys = jax.vmap(jax.random.fold_in, (None, 0))(
       jax.random.key(7), jnp.arange(tokens.shape[0]))
-  return model.apply(params, tokens, lengths, keys, train=train)
+  return models.example_noise(keys, tokens.shape[1], E, Z, model.dropout,
+                              train)
+
+
+def apply(model, params, tokens, lengths, train=False):
+  return model.apply(params, tokens, lengths, noise(model, tokens, train))
 
 
 @pytest.mark.parametrize('cell', models.CELLS)
@@ -64,62 +66,6 @@ def test_pytorch_initialisation():
   assert np.abs(p['out']['kernel']).max() <= 1 / np.sqrt(H)
   assert np.abs(p['z_to_h0']['kernel']).max() <= 1 / np.sqrt(Z)
   assert 'bias' not in p['z_to_h0']
-
-
-def _sigmoid(x):
-  return 1 / (1 + np.exp(-x))
-
-
-def _numpy_rnn(cell, x, wi, bi, wh, bh):
-  """PyTorch's equations (gates i,f,g,o / r,z,n), step by step."""
-  B, T, _ = x.shape
-  h = np.zeros((B, wh.shape[0]))
-  c = np.zeros_like(h)
-  outs = []
-  for t in range(T):
-    xi, hh = x[:, t] @ wi + bi, h @ wh + bh
-    if cell == 'lstm':
-      i, f, g, o = np.split(xi + hh, 4, axis=-1)
-      c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-      h = _sigmoid(o) * np.tanh(c)
-    elif cell == 'gru':
-      r = _sigmoid(xi[:, :H] + hh[:, :H])
-      u = _sigmoid(xi[:, H : 2 * H] + hh[:, H : 2 * H])
-      n = np.tanh(xi[:, 2 * H :] + r * hh[:, 2 * H :])
-      h = (1 - u) * n + u * h
-    else:
-      h = np.tanh(xi + hh)
-    outs.append(h)
-  return np.stack(outs, 1)
-
-
-@pytest.mark.parametrize('cell', models.CELLS)
-def test_rnn_matches_pytorch_equations(cell):
-  rnn = layers.RNN(cell, H)
-  x = jax.random.normal(jax.random.key(0), (2, 6, 4))
-  params = rnn.init(jax.random.key(1), x)
-  p = jax.tree_util.tree_map(np.asarray, params['params'])
-  want = _numpy_rnn(cell, np.asarray(x, np.float64), p['ih']['kernel'],
-                    p['ih']['bias'], p['step']['hh']['kernel'],
-                    p['step']['hh']['bias'])
-  np.testing.assert_allclose(rnn.apply(params, x), want, atol=1e-5)
-
-
-def test_affine_has_dense_values_and_gradients():
-  x = jax.random.normal(jax.random.key(0), (3, 5, 4))
-  dense, fast = nn.Dense(7), layers.Affine(7)
-  params = fast.init(jax.random.key(1), x)
-  g = jax.random.normal(jax.random.key(2), (3, 5, 7))
-
-  def grads(layer):
-    f = lambda p, x: jnp.sum(layer.apply(p, x) * g)
-    return layer.apply(params, x), jax.grad(f, argnums=(0, 1))(params, x)
-
-  (y_fast, g_fast), (y_dense, g_dense) = grads(fast), grads(dense)
-  np.testing.assert_allclose(y_fast, y_dense, rtol=1e-5, atol=1e-6)
-  jax.tree_util.tree_map(
-      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
-      g_fast, g_dense)
 
 
 @pytest.mark.parametrize('cell', models.CELLS)
@@ -185,64 +131,29 @@ def test_z_modes_pool_only_valid_steps(z_mode):
       np.testing.assert_allclose(got, w, rtol=1e-5, atol=1e-6)
 
 
-def test_gaussian_kl_hand_value_and_grads():
-  mu = jnp.array([[0.5, -1.0]])
-  logvar = jnp.array([[0.0, np.log(2.0)]])
-  # 0.5 * sum(mu^2 + var - 1 - log var) = 0.5 * (0.25 + 1 + 2 - 1 - ln 2)
-  want = 0.5 * (0.25 + 0.0 + 1.0 + 2.0 - 1.0 - np.log(2.0))
-  np.testing.assert_allclose(losses.gaussian_kl(mu, logvar), [want], rtol=1e-6)
-  jax.test_util.check_grads(lambda m, v: losses.gaussian_kl(m, v).sum(),
-                            (mu, logvar), order=1, modes=['rev'])
-
-
-@pytest.mark.parametrize(
-    'window, length, steps',
-    [('all', 5, [0, 1, 2, 3, 4]), ('last', 5, [4]),
-     ('last25', 10, [8, 9]),        # round(2.5) = 2 (half to even)
-     ('last25', 6, [4, 5]),         # round(1.5) = 2
-     ('last25', 3, [2]),            # round(0.75) = 1
-     ('last50', 5, [3, 4]),         # round(2.5) = 2
-     ('last50', 7, [3, 4, 5, 6]),   # round(3.5) = 4
-     ('last75', 10, [2, 3, 4, 5, 6, 7, 8, 9]),  # round(7.5) = 8
-     ('last75', 4, [1, 2, 3])],
-)
-def test_kl_windows_pick_the_right_steps(window, length, steps):
-  mask = losses.kl_window_mask(jnp.asarray(length), 12, window)
-  assert np.flatnonzero(np.asarray(mask)).tolist() == steps
-
-
-@pytest.mark.parametrize('window', losses.KL_WINDOWS)
-def test_masked_kl_equals_kl_of_sliced_prefix(window):
-  rng = np.random.default_rng(1)
-  mu, logvar = rng.normal(size=(4, 9, Z)), rng.normal(size=(4, 9, Z))
-  lengths = np.array([3, 9, 6, 4])
-  got = jax.jit(losses.masked_kl, static_argnums=3)(
-      jnp.asarray(mu), jnp.asarray(logvar), jnp.asarray(lengths), window)
-  for i, n in enumerate(lengths):
-    m, lv = mu[i, :n], logvar[i, :n]  # The slice: no mask at all.
-    kl_t = -0.5 * np.sum(1 + lv - m**2 - np.exp(lv), axis=-1)
-    k = {'all': n, 'last': 1}.get(window)
-    if k is None:
-      k = max(1, round(n * int(window[4:]) / 100))
-    np.testing.assert_allclose(got[i], kl_t[n - k :].mean(), rtol=1e-5)
-
-
-def test_token_nll_counts_eos_not_bos_nor_pads():
-  rng = np.random.default_rng(2)
-  logits = rng.normal(size=(2, 4, V))
-  tokens, lengths = make_batch([3, 5], 5)
-  got = losses.token_nll(jnp.asarray(logits), tokens[:, 1:], lengths)
-  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-  for i, n in enumerate([3, 5]):
-    targets = np.asarray(tokens)[i, 1:n]  # words then EOS: n - 1 targets
-    want = -sum(logp[i, t, w] for t, w in enumerate(targets))
-    np.testing.assert_allclose(got[i], want, rtol=1e-5)
-
-
-def test_objective_reductions():
-  rec, kl, w = jnp.array([1.0, 2.0, 5.0]), jnp.array([0.5, 1.0, 9.0]), \
-      jnp.array([1.0, 1.0, 0.0])
-  assert losses.objective(rec, kl, w, 0.5, 'sum') == pytest.approx(1.25 + 2.5)
-  assert losses.objective(rec, kl, w, 0.5, 'mean') == pytest.approx(3.75 / 2)
-  with pytest.raises(ValueError, match="'sum', 'mean'"):
-    losses.objective(rec, kl, w, 1.0, 'max')
+def test_noise_dict_is_the_only_source_of_randomness():
+  model, params = init(dropout=0.5)
+  tokens, lengths = make_batch([3, 7, 5], 8)
+  train = noise(model, tokens, train=True)
+  assert train['enc_keep'].shape == (3, 8, E)
+  assert train['dec_keep'].shape == (3, 7, E)
+  out = model.apply(params, tokens, lengths, train)
+  # Each entry is applied where it belongs: dropping the decoder's masks
+  # leaves the posterior alone and changes the logits.
+  enc_only = model.apply(params, tokens, lengths, {**train, 'dec_keep': None})
+  np.testing.assert_allclose(enc_only['mu'], out['mu'], rtol=1e-6)
+  assert not np.allclose(enc_only['logits'], out['logits'])
+  # Eval noise has no masks: the same as no dropout at all.
+  evals = noise(model, tokens)
+  assert evals['enc_keep'] is None and evals['dec_keep'] is None
+  plain = model.apply(params, tokens, lengths, {'eps': evals['eps']})
+  np.testing.assert_allclose(
+      model.apply(params, tokens, lengths, evals)['logits'], plain['logits'],
+      rtol=1e-6)
+  # Without 'eps' (or without noise), z is the mean of its Gaussian.
+  for none in (None, {}):
+    out = model.apply(params, tokens, lengths, none)
+    np.testing.assert_array_equal(out['z'], out['z_mu'])
+    np.testing.assert_allclose(out['logits'], model.apply(
+        params, tokens, lengths, {'eps': jnp.zeros((3, 8, Z))})['logits'],
+        rtol=1e-6)

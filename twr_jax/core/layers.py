@@ -30,6 +30,10 @@ from twr_jax.core import text
 Array = jax.Array
 
 CELLS = ('lstm', 'gru', 'rnn')
+# A model's random draws for a batch, by name: dropout multipliers ('*_keep')
+# and the reparameterisation noise ('eps'), drawn outside the model from each
+# example's own key (the models' `example_noise`). None: no noise.
+Noise = dict[str, Array | None] | None
 _NUM_GATES = {'lstm': 4, 'gru': 3, 'rnn': 1}
 
 
@@ -152,6 +156,12 @@ class Affine(nn.Module):
     bias = self.param('bias', self.bias_init or init, (self.features,))
     x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
     return linear(x, kernel, bias)
+
+
+def noise_entry(noise: Noise, name: str) -> Array | None:
+  """noise[name]; None when `noise` is None or has no such entry (no
+  dropout)."""
+  return None if noise is None else noise.get(name)
 
 
 def embedding_init(key, shape, dtype=jnp.float32):

@@ -87,7 +87,7 @@ def _parse(path: str, number: int, line: str) -> dict[str, Any]:
 
 def _rewrite(path: str, lines: list[str]) -> None:
   """Replaces `path` by `lines` atomically: readers see old or new, whole."""
-  files.write_atomic(path, ''.join(line + '\n' for line in lines))
+  files.write_lines(path, lines)
 
 
 def read_metrics(workdir: str | os.PathLike[str]) -> list[dict[str, Any]]:

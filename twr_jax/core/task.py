@@ -9,7 +9,10 @@ checkpoints, exact resume, preemption, logging and the KL schedule's table.
 from typing import Any, Callable, Protocol
 
 import jax
+import jax.numpy as jnp
 import optax
+
+from twr_jax.core import prng
 
 Array = jax.Array
 PRNGKey = jax.Array
@@ -57,3 +60,51 @@ class Task(Protocol):
   def train_hook(self, kl_weight: Callable[[Array], Array],
                  train_key: PRNGKey) -> Hook | None:
     """A `Hook`, or None."""
+
+
+def make_train_step(
+    loss_fn: Callable, metric_sums: Callable, kl_weight: Callable[[Array], Array],
+    update_params: Callable | None = None) -> Callable:
+  """The pure train step `(state, batch, key, *, axis_name)` of either task.
+
+  The step draws each example's key (`prng.example_keys(key, index, step)`),
+  beta = kl_weight(step) and the global count of real examples, takes the
+  objective's gradient, and applies the optimiser. Under pmap each device
+  holds part of the batch: gradients and metric sums are `psum`-med over
+  `axis_name`, which makes the update equal to the one for the whole batch
+  on one device (a 'mean' reduction divides by the global count).
+
+  Args:
+    loss_fn: `(params, batch, keys, beta, count, axis_name) -> (loss, aux)`,
+      the task's objective (`lm.losses.lm_loss`,
+      `dialogue.losses.dialogue_loss`).
+    metric_sums: `(aux, batch, beta) -> {name: sum over examples}`.
+    kl_weight: the KL schedule, step -> beta.
+    update_params: optional `(params, aux) -> params` applied after the
+      optimiser update (BN-VAE's running averages, which are set, not learnt).
+
+  Returns:
+    The step; its metrics are `metric_sums`' plus 'beta' and 'grad_norm'.
+  """
+
+  def train_step(state, batch: dict[str, Array], key: PRNGKey, *,
+                 axis_name: str | None = None):
+    keys = prng.example_keys(key, batch['index'], state.step)
+    beta = kl_weight(state.step)
+    count = jnp.sum(batch['weights'])
+    if axis_name is not None:
+      count = jax.lax.psum(count, axis_name)
+    objective = lambda params: loss_fn(params, batch, keys, beta, count,
+                                       axis_name)
+    (_, aux), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params)
+    sums = metric_sums(aux, batch, beta)
+    if axis_name is not None:
+      grads, sums = jax.lax.psum((grads, sums), axis_name)
+    state = state.apply_gradients(grads=grads)
+    if update_params is not None:
+      state = state.replace(params=update_params(state.params, aux))
+    return state, dict(sums, beta=beta,
+                       grad_norm=optax.tree_utils.tree_norm(grads))
+
+  return train_step

@@ -291,7 +291,7 @@ class Vocab:
 
   def save(self, path: PathLike) -> None:
     """Writes one token per line, in id order, atomically (tmp + rename)."""
-    files.write_atomic(path, ''.join(t + '\n' for t in self.tokens))
+    files.write_lines(path, self.tokens)
 
   @classmethod
   def load(cls, path: PathLike) -> 'Vocab':

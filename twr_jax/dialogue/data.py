@@ -40,10 +40,8 @@ the last evaluation batch) have one empty context turn and the response
 import collections
 from collections.abc import Iterable, Iterator, Sequence
 import dataclasses
-import json
 import os
 import re
-from typing import Any
 
 from absl import logging
 import jax
@@ -52,6 +50,7 @@ import numpy as np
 
 from twr_jax import errors
 from twr_jax.core import text
+from twr_jax.dialogue import corpora
 
 PAD_TOKEN, UNK_TOKEN = '<pad>', '<unk>'
 SPECIALS = (PAD_TOKEN, UNK_TOKEN)
@@ -59,7 +58,6 @@ PAD, UNK = 0, 1
 BOS_TOKEN, EOS_TOKEN, BOD_TOKEN = '<s>', '</s>', '<d>'
 # The turn that starts every dialogue ("beginning of dialogue"), floor 0.
 BOD_TURN = (BOS_TOKEN, BOD_TOKEN, EOS_TOKEN)
-EOU = '__eou__'
 
 # nltk's WordPunctTokenizer is exactly this regular expression (SPEC B.1).
 _WORDPUNCT = re.compile(r'\w+|[^\w\s]+')
@@ -112,55 +110,12 @@ class Dialogue:
     )
 
 
-def switchboard_record(dialogue: Any, where: str) -> dict[str, Any]:
-  """Checks one NeuralDialog-CVAE dialogue (SPEC B.1) and makes its record."""
-  if not isinstance(dialogue, dict):
-    raise text.DataError(
-        f'{where}: expected a JSON object, got {type(dialogue).__name__}'
-    )
-  for key, kind in (('topic', str), ('prompt', str), ('utts', list)):
-    if not isinstance(dialogue.get(key), kind):
-      raise text.DataError(
-          f'{where}: key {key!r} is missing or not a {kind.__name__}'
-      )
-  if not dialogue['utts']:
-    raise text.DataError(f"{where}: 'utts' is empty (no turns)")
-  callers, utterances, acts = [], [], []
-  for i, utt in enumerate(dialogue['utts']):
-    if not (
-        isinstance(utt, list)
-        and len(utt) == 3
-        and utt[0] in ('A', 'B')
-        and isinstance(utt[1], str)
-        and isinstance(utt[2], list)
-        and utt[2]
-        and isinstance(utt[2][0], str)
-    ):
-      raise text.DataError(
-          f'{where}: utts[{i}] = {json.dumps(utt)[:80]}: expected'
-          ' ["A" or "B", text, [dialog act, sentiment]]'
-      )
-    callers.append(utt[0])
-    utterances.append(utt[1])
-    acts.append(utt[2][0])
-  return {
-      'topic': dialogue['topic'],
-      'prompt': dialogue['prompt'],
-      'callers': callers,
-      'utterances': utterances,
-      'acts': acts,
-  }
-
-
-
 def read_switchboard(path: text.PathLike) -> list[Dialogue]:
   """Reads NeuralDialog-CVAE's `json_data/*.jsonl` (one dialogue per line).
 
-  Every line is a JSON object with `utts`, a non-empty list of `[caller, text,
-  [dialog act, sentiment]]` with caller 'A' or 'B' and a string act, and the
-  strings `topic` and `prompt` (unused here, but part of the format; the
-  checks are those of `tfds_data`'s Switchboard builder, so both accept the
-  same files). `A` and `B` (speaker profiles) are not read.
+  The format and its checks are `corpora.read_switchboard_records`' (the
+  TFDS builder's too, so both accept the same files); floor = int(caller ==
+  'B').
 
   Args:
     path: the `.jsonl` file.
@@ -169,42 +124,17 @@ def read_switchboard(path: text.PathLike) -> list[Dialogue]:
     The dialogues in file order.
 
   Raises:
-    text.DataError: the file is missing, empty or not UTF-8, a line is blank
-      or not valid JSON, or a key is missing or malformed; the message names
-      `file:line` and the field.
+    text.DataError: see `corpora.read_switchboard_records`.
   """
   return [Dialogue.from_callers(r['utterances'], r['callers'], where)
-          for where, r in read_switchboard_records(path)]
-
-
-def read_switchboard_records(
-    path: text.PathLike) -> list[tuple[str, dict[str, Any]]]:
-  """Parses and checks every line of a `.jsonl` file (see `read_switchboard`).
-
-  Returns:
-    ('file:line', `switchboard_record`) per dialogue, in file order.
-  """
-  records = []
-  for number, line in enumerate(text.read_lines(path), start=1):
-    where = f'{path}:{number}'
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise text.DataError(
-          f'{where}: invalid JSON: {e.msg} at column {e.colno}'
-      ) from None
-    records.append((where, switchboard_record(record, where)))
-  return records
+          for where, r in corpora.read_switchboard_records(path)]
 
 
 def read_dailydialog(path: text.PathLike) -> list[Dialogue]:
-  """Reads DailyDialog's `*.utts.txt`: a dialogue per line, `__eou__`-ended.
-
-  As in the original, a line is split on `__eou__` and the last piece (the
-  remainder after the last `__eou__`) is dropped; turns keep their spaces,
-  which the tokeniser ignores. The `.act`/`.emotion` files are not read (the
-  model does not use them), so train line 7852's turn/label mismatch in the
-  IJCNLP files (12 turns, 11 labels) does not matter here.
+  """Reads DailyDialog's `*.utts.txt` (`corpora.read_dailydialog_records`);
+  floors alternate. The `.act`/`.emotion` files are not read (the model
+  does not use them), so train line 7852's turn/label mismatch in the IJCNLP
+  files (12 turns, 11 labels) does not matter here.
 
   Args:
     path: the `.utts.txt` file.
@@ -213,27 +143,10 @@ def read_dailydialog(path: text.PathLike) -> list[Dialogue]:
     The dialogues in file order.
 
   Raises:
-    text.DataError: the file is missing, empty or not UTF-8, a line has no
-      `__eou__`, or non-blank text follows the last `__eou__` (the original
-      would drop it silently); the message names `file:line`.
+    text.DataError: see `corpora.read_dailydialog_records`.
   """
-  dialogues = []
-  lines = text.read_lines(path, allow_blank=True)
-  for number, line in enumerate(lines, start=1):
-    where = f'{path}:{number}'
-    *turns, rest = line.split(EOU)
-    if not turns:
-      raise text.DataError(
-          f'{where}: no {EOU} turn terminator (every turn must end with'
-          f' {EOU}): {line[:40]!r}'
-      )
-    if rest.strip():
-      raise text.DataError(
-          f'{where}: text after the last {EOU}: {rest[:40]!r} (every turn'
-          f' must end with {EOU})'
-      )
-    dialogues.append(Dialogue.alternating(turns, where))
-  return dialogues
+  return [Dialogue.alternating(r['utterances'], where)
+          for where, r in corpora.read_dailydialog_records(path)]
 
 
 def wordpunct(utterance: str) -> list[str]:
@@ -986,6 +899,10 @@ READERS = {
     'dailydialog': read_dailydialog,
 }
 FORMATS = tuple(READERS)
+# Where a run's dialogues come from: `data.dir`'s files, or the TFDS dataset
+# of `data.format` (`twr_jax.tfds_data`, prepared from `data.dir`'s files).
+SOURCES = ('files', 'tfds')
+TFDS_NAMES = {'switchboard': 'switchboard', 'dailydialog': 'daily_dialog'}
 VOCAB_FILE = 'vocab.txt'
 
 
@@ -998,7 +915,22 @@ def split_path(config: ml_collections.ConfigDict, split: str) -> str:
 
 def read_split(config: ml_collections.ConfigDict,
                split: str) -> list[Dialogue]:
-  """The dialogues of one split, read with `data.format`'s reader."""
+  """The dialogues of one split: `data.splits[split]` names the file (or
+  TFDS split) to read.
+
+  `data.source` 'files' (the default, also for runs saved before the field
+  existed) reads the file with `data.format`'s reader; 'tfds' reads the
+  corpus's TFDS dataset (`tfds_data.load_dialogues`, kept in `data.tfds_dir`
+  and prepared from the standard files in `data.dir`, or downloaded for
+  DailyDialog when `data.dir` is empty). Both give the same dialogues for
+  the same files.
+
+  Raises:
+    errors.DataError: the file is missing or malformed (naming file:line),
+      or the TFDS dataset has no such split.
+  """
+  if config.data.get('source', 'files') == 'tfds':
+    return _read_tfds_split(config, split)
   path = split_path(config, split)
   if not os.path.exists(path):
     raise errors.DataError(
@@ -1007,6 +939,28 @@ def read_split(config: ml_collections.ConfigDict,
         f' {config.data.splits[split]!r})')
   dialogues = READERS[config.data.format](path)
   logging.info('%s: %d dialogues from %s', split, len(dialogues), path)
+  return dialogues
+
+
+def _read_tfds_split(config: ml_collections.ConfigDict,
+                     split: str) -> list[Dialogue]:
+  """`read_split` through TFDS: its records as the file readers' Dialogues."""
+  # Imported here: TFDS takes ~0.5 s to import and only this source needs it.
+  from twr_jax import tfds_data  # pylint: disable=g-import-not-at-top
+  d = config.data
+  name, tfds_split = TFDS_NAMES[d.format], d.splits[split]
+  records = tfds_data.load_dialogues(name, d.get('tfds_dir') or None,
+                                     tfds_split, manual_dir=d.dir or None)
+  source = lambda i: f'{name}[{tfds_split}] record {i + 1}'
+  if d.format == 'switchboard':
+    dialogues = [Dialogue.from_callers(r['utterances'], r['callers'],
+                                       source(i))
+                 for i, r in enumerate(records)]
+  else:
+    dialogues = [Dialogue.alternating(r['utterances'], source(i))
+                 for i, r in enumerate(records)]
+  logging.info('%s: %d dialogues from TFDS %s[%s]', split, len(dialogues),
+               name, tfds_split)
   return dialogues
 
 

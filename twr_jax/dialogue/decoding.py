@@ -43,6 +43,38 @@ def prior_samples(keys: PRNGKey, mu: Array, logvar: Array,
   return mu[:, None] + jnp.exp(0.5 * logvar)[:, None] * eps
 
 
+def _initial_carry(model: dialogue_model.DialogTWRVAE, variables,
+                   batch: dict[str, Array], key: PRNGKey,
+                   num_samples: int) -> tuple[Array, PRNGKey]:
+  """The decoder's start from K prior samples per context (SPEC B.6).
+
+  c from the context turns (or their encodings, batch['utterances']), then
+  z_k ~ p(z | c) from each example's key (`prior_samples`), then the
+  decoder's initial carry from [z_k; c].
+
+  Returns:
+    (carry <f32>[B * K, H_d], row b * K + k for sample k of context b;
+    the examples' keys [B], `fold_in(key, index)`).
+  """
+  if 'utterances' in batch:  # Encoded beforehand (`encode_utterances`).
+    c, _ = model.apply(
+        variables, batch['utterances'], batch['floors'], batch['num_turns'],
+        method=dialogue_model.DialogTWRVAE.context_states)
+  else:
+    c, _ = model.apply(
+        variables, batch['context'], batch['context_lens'], batch['floors'],
+        batch['num_turns'], method=dialogue_model.DialogTWRVAE.encode_context)
+  mu, logvar = model.apply(variables, c,
+                           method=dialogue_model.DialogTWRVAE.prior)
+  keys = prng.example_keys(key, batch['index'])
+  z = prior_samples(keys, mu, logvar, num_samples)
+  b, k = z.shape[:2]
+  carry = model.apply(variables, z.reshape(b * k, -1),
+                      jnp.repeat(c, k, axis=0),
+                      method=dialogue_model.DialogTWRVAE.decode_init)
+  return carry, keys
+
+
 @functools.partial(jax.jit, static_argnames=('model',))
 def encode_utterances(model: dialogue_model.DialogTWRVAE, params, tokens: Array,
                       lengths: Array) -> Array:
@@ -110,25 +142,8 @@ def _sample_responses(
   # `sample_responses`; compact=False (every row every step) is for the
   # tests and bench/dialogue_eval_throughput.py, which measure what it buys.
   variables = {'params': params}
-  if 'utterances' in batch:  # Encoded beforehand (`encode_utterances`).
-    c, _ = model.apply(
-        variables, batch['utterances'], batch['floors'], batch['num_turns'],
-        method=dialogue_model.DialogTWRVAE.context_states,
-    )
-  else:
-    c, _ = model.apply(
-        variables, batch['context'], batch['context_lens'], batch['floors'],
-        batch['num_turns'], method=dialogue_model.DialogTWRVAE.encode_context,
-    )
-  mu, logvar = model.apply(variables, c,
-                           method=dialogue_model.DialogTWRVAE.prior)
-  keys = prng.example_keys(key, batch['index'])
-  z = prior_samples(keys, mu, logvar, num_samples)
-  b, k = z.shape[:2]
-  z = z.reshape(b * k, -1)
-  c = jnp.repeat(c, k, axis=0)
-  carry = model.apply(variables, z, c,
-                      method=dialogue_model.DialogTWRVAE.decode_init)
+  carry, _ = _initial_carry(model, variables, batch, key, num_samples)
+  b, k = batch['num_turns'].shape[0], num_samples
   rows = b * k
   # Row compaction: rows that have ended move to the back after every step,
   # and a step decodes only the smallest prefix (all rows, 1/2, 1/4 or 1/8
@@ -273,22 +288,8 @@ def decode_responses(
     first `</s>`, max_len if none).
   """
   variables = {'params': params}
-  if 'utterances' in batch:
-    c, _ = model.apply(
-        variables, batch['utterances'], batch['floors'], batch['num_turns'],
-        method=dialogue_model.DialogTWRVAE.context_states)
-  else:
-    c, _ = model.apply(
-        variables, batch['context'], batch['context_lens'], batch['floors'],
-        batch['num_turns'], method=dialogue_model.DialogTWRVAE.encode_context)
-  mu, logvar = model.apply(variables, c,
-                           method=dialogue_model.DialogTWRVAE.prior)
-  keys = prng.example_keys(key, batch['index'])
-  z = prior_samples(keys, mu, logvar, num_samples)
-  b, k = z.shape[:2]
-  z = z.reshape(b * k, -1)
-  carry = model.apply(variables, z, jnp.repeat(c, k, axis=0),
-                      method=dialogue_model.DialogTWRVAE.decode_init)
+  carry, keys = _initial_carry(model, variables, batch, key, num_samples)
+  b, k = batch['num_turns'].shape[0], num_samples
   # One sampling key per row (context, sample), independent of the batch.
   row_keys = jax.vmap(lambda kk: jax.random.split(kk, k))(
       jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)).reshape(-1)

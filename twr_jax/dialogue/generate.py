@@ -221,5 +221,5 @@ def generate_command(workdir: str, step: int | str,
                     options['max_len'], options['temperature'],
                     options['seed'])
   path = os.path.join(workdir, f"responses_{options['decode']}.jsonl")
-  files.write_atomic(path, ''.join(json.dumps(r) + '\n' for r in results))
+  files.write_jsonl(path, results)
   return format_responses(results)

@@ -28,7 +28,8 @@ def dialogue_loss(
     params: its parameters.
     batch: a `dialogue_data` batch, padded or packed (`pack_batch`: the same
       values up to float rounding, much less work).
-    keys: typed PRNG keys [B], one per example.
+    keys: typed PRNG keys [B], one per example: its dropout masks and
+      epsilon (`dialogue_model.batch_noise`).
     beta: the KL weight (1 for Switchboard; DailyDialog's linear annealing
       from 0.1 over 9 epochs, configs/dailydialog.py).
     train: enables dropout.
@@ -42,15 +43,16 @@ def dialogue_loss(
     objective's KL term, 'kl_z' KL(q(z | x, c) || p(z | c)) at the final
     context state, 'tokens' the number of scored targets.
   """
+  noise = dialogue_model.batch_noise(model, batch, keys, train)
   if 'ctx_tokens' in batch:  # Packed (`dialogue_data.pack_batch`).
-    out = dialogue_model.packed_forward(model, params, batch, keys, train=train,
-                         max_turns=max_turns)
+    out = dialogue_model.packed_forward(model, params, batch, noise,
+                                        max_turns=max_turns)
     rec = out['rec']
   else:
     out = model.apply(
         {'params': params}, batch['context'], batch['context_lens'],
         batch['floors'], batch['num_turns'], batch['response'],
-        batch['response_len'], keys, train=train, max_turns=max_turns,
+        batch['response_len'], noise, max_turns=max_turns,
     )
     rec = losses.token_nll(out['logits'], batch['response'][:, 1:],
                            batch['response_len'])

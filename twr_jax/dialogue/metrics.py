@@ -19,7 +19,7 @@ sklearn's for dense arrays (sklearn is not needed).
 """
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 import json
 import math
@@ -691,6 +691,22 @@ def _check_n(n: int) -> None:
     raise ValueError(f'Distinct-n needs n >= 1, got {n}.')
 
 
+def _dialogwae_ratio(grams: list[tuple[str, ...]]) -> float:
+  """DialogWAE's (#distinct n-grams + 1e-12) / (#n-grams + 1e-5)."""
+  return (len(set(grams)) + 1e-12) / (len(grams) + 1e-5)
+
+
+def _mean_over_contexts(samples: Sequence[Sequence[Tokens]], n: int,
+                        score: Callable[[list[list[tuple[str, ...]]]], float]
+                        ) -> float:
+  """The mean over contexts of `score(per-sample n-gram lists)`, each sample
+  cut before its first </s> (the paper's intra / inter distinct)."""
+  _check_n(n)
+  return float(np.mean([
+      score([_ngrams(_before_eos(sample), n) for sample in context])
+      for context in samples]))
+
+
 def intra_distinct(samples: Sequence[Sequence[Tokens]], n: int) -> float:
   """DialogWAE's intra-dist-n (paper mode, SPEC B.7).
 
@@ -706,16 +722,8 @@ def intra_distinct(samples: Sequence[Sequence[Tokens]], n: int) -> float:
   Returns:
     The score, a float.
   """
-  _check_n(n)
-  per_context = []
-  for context in samples:
-    values = []
-    for sample in context:
-      tokens = _before_eos(sample)
-      distinct = len(set(_ngrams(tokens, n)))
-      values.append((distinct + 1e-12) / (max(0, len(tokens) - n + 1) + 1e-5))
-    per_context.append(np.mean(values))
-  return float(np.mean(per_context))
+  return _mean_over_contexts(
+      samples, n, lambda grams: np.mean([_dialogwae_ratio(g) for g in grams]))
 
 
 def inter_distinct(samples: Sequence[Sequence[Tokens]], n: int) -> float:
@@ -732,16 +740,8 @@ def inter_distinct(samples: Sequence[Sequence[Tokens]], n: int) -> float:
   Returns:
     The score, a float.
   """
-  _check_n(n)
-  per_context = []
-  for context in samples:
-    pooled, total = set(), 0
-    for sample in context:
-      grams = _ngrams(_before_eos(sample), n)
-      pooled.update(grams)
-      total += len(grams)
-    per_context.append((len(pooled) + 1e-12) / (total + 1e-5))
-  return float(np.mean(per_context))
+  return _mean_over_contexts(
+      samples, n, lambda grams: _dialogwae_ratio(sum(grams, [])))
 
 
 def corpus_distinct(samples: Sequence[Sequence[Tokens]], n: int) -> float:

@@ -23,7 +23,10 @@ zero pad row.
 
 Like `lm.model.TWRVAE`, every random draw of an example (its dropout masks and
 epsilon) comes from that example's own key, so results do not depend on how a
-batch is split across devices or which other rows it holds.
+batch is split across devices or which other rows it holds. The caller draws
+it (`batch_noise`: `example_noise` or `packed_noise`) and passes the dict as
+the methods' one `noise` argument; None, or an entry that is missing or None,
+means no dropout (and, for 'eps', z at the mean of q).
 
 References:
   Li et al., "Improving Variational Autoencoder for Text Modelling with
@@ -31,6 +34,7 @@ References:
   ruizheliUOA/TWR-VAE `dialogue_dd/models_dailydial.py`, `train_dailydial.py`.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -46,6 +50,8 @@ from twr_jax.dialogue import data as dialogue_data
 
 Array = jax.Array
 PRNGKey = jax.Array
+Noise = layers.Noise
+_entry = layers.noise_entry
 
 # 'valid': each example's KL is the mean over its own context turns.
 # 'padded': the original's sum over the batch's longest context N_b, padded
@@ -295,18 +301,22 @@ class DialogTWRVAE(nn.Module):
          * (tokens != dialogue_data.PAD)[..., None])
     return e if keep is None else e * keep.astype(e.dtype)
 
-  def encode_utterances(self, tokens: Array, lengths: Array,
-                        keep: Array | None = None) -> Array:
-    """Utterance encodings u.
+  def encode_utterances(self, tokens: Array, lengths: Array) -> Array:
+    """Utterance encodings u (eval mode: no dropout).
 
     Args:
       tokens: <i32>[..., T] utterances, PAD-padded.
       lengths: <i32>[...] tokens per utterance, 1..T.
-      keep: optional <f32>[..., T, E] dropout multipliers.
 
     Returns:
       <f32>[..., 2 H_u].
     """
+    return self._encode_utterances(tokens, lengths, None)
+
+  def _encode_utterances(self, tokens: Array, lengths: Array,
+                         keep: Array | None) -> Array:
+    """`encode_utterances` with optional <f32>[..., T, E] embedding dropout
+    multipliers (a context's or the response's entry of the noise)."""
     lead, t = tokens.shape[:-1], tokens.shape[-1]
     e = self._embed(tokens, keep).reshape(-1, t, self.emb_dim)
     u = self.utt_encoder(e, lengths.reshape(-1))
@@ -314,8 +324,7 @@ class DialogTWRVAE(nn.Module):
 
   def encode_context(
       self, context: Array, context_lens: Array, floors: Array,
-      num_turns: Array, emb_keep: Array | None = None,
-      ctx_keep: Array | None = None,
+      num_turns: Array, noise: Noise = None,
   ) -> tuple[Array, Array]:
     """Encodes the context turns.
 
@@ -324,33 +333,36 @@ class DialogTWRVAE(nn.Module):
       context_lens: <i32>[B, N] tokens per turn (1 for empty slots).
       floors: <i32>[B, N] 1 where the speaker is the response's, else 0.
       num_turns: <i32>[B] context turns, 1..N.
-      emb_keep: optional <f32>[B, N, U-1, E] embedding dropout multipliers.
-      ctx_keep: optional <f32>[B, N, 2 H_u + 2] dropout multipliers of the
-        context encoder's input.
+      noise: `example_noise`'s dict; its dropout multipliers 'ctx_emb_keep'
+        <f32>[B, N, U-1, E] (the turns' embeddings) and 'ctx_keep'
+        <f32>[B, N, 2 H_u + 2] (the context encoder's input) are applied
+        (None: no dropout).
 
     Returns:
       (c <f32>[B, H_c], the state after the last turn; H <f32>[B, N, H_c],
       the per-turn states, exactly 0 at turns >= num_turns as after
       PyTorch's pad_packed_sequence).
     """
-    u = self.encode_utterances(context, context_lens, emb_keep)
-    return self.context_states(u, floors, num_turns, ctx_keep)
+    u = self._encode_utterances(context, context_lens,
+                                _entry(noise, 'ctx_emb_keep'))
+    return self.context_states(u, floors, num_turns, noise)
 
   def context_states(
-      self, u: Array, floors: Array, num_turns: Array,
-      ctx_keep: Array | None = None,
+      self, u: Array, floors: Array, num_turns: Array, noise: Noise = None,
   ) -> tuple[Array, Array]:
     """The context GRU over utterance encodings (the rest of `encode_context`).
 
     Args:
       u: <f32>[B, N, 2 H_u] utterance encodings; values at turns >=
         num_turns are never read.
-      floors, num_turns, ctx_keep: as in `encode_context`.
+      floors, num_turns: as in `encode_context`.
+      noise: its 'ctx_keep' is applied, as in `encode_context`.
 
     Returns:
       As `encode_context`.
     """
     x = jnp.concatenate([u, jax.nn.one_hot(floors, NUM_FLOORS)], axis=-1)
+    ctx_keep = _entry(noise, 'ctx_keep')
     if ctx_keep is not None:
       x = x * ctx_keep
     # A unidirectional GRU's valid states never depend on later (padding)
@@ -382,20 +394,22 @@ class DialogTWRVAE(nn.Module):
     return self.prior_mu(h), self.prior_logvar(h)
 
   def decode(self, inputs: Array, z: Array, c: Array,
-             keep: Array | None = None) -> Array:
+             noise: Noise = None) -> Array:
     """Teacher-forced decoder logits.
 
     Args:
       inputs: <i32>[B, T] decoder inputs (`<s>` first).
       z: <f32>[B, Z].
       c: <f32>[B, H_c].
-      keep: optional <f32>[B, T, E] embedding dropout multipliers.
+      noise: `example_noise`'s dict; its 'dec_keep' <f32>[B, T, E]
+        embedding dropout multipliers are applied (None: no dropout).
 
     Returns:
       <f32>[B, T, V] logits of the next tokens.
     """
     h0 = jnp.concatenate([z, c], axis=-1)
-    return self.out(self.dec_rnn(self._embed(inputs, keep), h0=h0))
+    e = self._embed(inputs, _entry(noise, 'dec_keep'))
+    return self.out(self.dec_rnn(e, h0=h0))
 
   def decode_init(self, z: Array, c: Array) -> Array:
     """The decoder's initial carry, the hidden state [z; c] <f32>[B, H_d]."""
@@ -417,7 +431,7 @@ class DialogTWRVAE(nn.Module):
   def __call__(
       self, context: Array, context_lens: Array, floors: Array,
       num_turns: Array, response: Array, response_len: Array,
-      keys: PRNGKey, *, train: bool, max_turns: Array | None = None,
+      noise: Noise = None, *, max_turns: Array | None = None,
   ) -> dict[str, Any]:
     """Encodes, samples z from q(z | x, c) and decodes (teacher forcing).
 
@@ -425,8 +439,9 @@ class DialogTWRVAE(nn.Module):
       context, context_lens, floors, num_turns: as in `encode_context`.
       response: <i32>[B, R] `<s> ... </s>`, PAD-padded.
       response_len: <i32>[B] tokens of the response, `<s>` and `</s>` in.
-      keys: typed PRNG keys [B], one per example (dropout and epsilon).
-      train: enables dropout.
+      noise: `example_noise`'s dict (`batch_noise`): 'eps' <f32>[B, Z] and
+        the dropout multipliers (None or missing: no dropout; without 'eps',
+        z is the mean of q).
       max_turns: N_b for kl_mask='padded', the longest context of the whole
         batch; defaults to max(num_turns) of these rows. Pass the global
         value when a batch is split across devices.
@@ -438,29 +453,18 @@ class DialogTWRVAE(nn.Module):
       `kl_mask`; 'z' <f32>[B, Z]; 'mu', 'logvar' <f32>[B, Z] of q(z | x, c)
       and 'prior_mu', 'prior_logvar' <f32>[B, Z] of p(z | c), at c.
     """
-    num_slots, utt_len = context.shape[1:]
-    noise = example_noise(
-        keys, num_turns=num_slots, utt_len=utt_len,
-        res_len=response.shape[1], emb_dim=self.emb_dim,
-        ctx_in=2 * self.utt_hidden + NUM_FLOORS, latent=self.latent,
-        emb_dropout=self.emb_dropout, ctx_dropout=self.ctx_dropout,
-        train=train,
-    )
-    c, h = self.encode_context(
-        context, context_lens, floors, num_turns, noise['ctx_emb_keep'],
-        noise['ctx_keep'],
-    )
+    c, h = self.encode_context(context, context_lens, floors, num_turns,
+                               noise)
     # x = w_1 .. w_n </s>: the response without `<s>`.
-    u_x = self.encode_utterances(
-        response[:, 1:], response_len - 1, noise['x_emb_keep']
-    )
-    out = self.kl_and_z(u_x, c, h, num_turns, noise['eps'], max_turns)
-    out['logits'] = self.decode(response[:, :-1], out['z'], c,
-                                noise['dec_keep'])
+    u_x = self._encode_utterances(response[:, 1:], response_len - 1,
+                                  _entry(noise, 'x_emb_keep'))
+    out = self.kl_and_z(u_x, c, h, num_turns, noise, max_turns)
+    out['logits'] = self.decode(response[:, :-1], out['z'], c, noise)
     return out
 
   def kl_and_z(self, u_x: Array, c: Array, h: Array, num_turns: Array,
-             eps: Array, max_turns: Array | None = None) -> dict[str, Array]:
+               noise: Noise = None,
+               max_turns: Array | None = None) -> dict[str, Array]:
     """The timestep-wise KL and z (the part of `__call__` between the
     encoders and the decoder).
 
@@ -468,7 +472,8 @@ class DialogTWRVAE(nn.Module):
       u_x: <f32>[B, 2 H_u] the response's encoding.
       c, h: from `encode_context`.
       num_turns: <i32>[B] context turns.
-      eps: <f32>[B, Z] standard normal noise of z.
+      noise: its 'eps' <f32>[B, Z] is the standard normal noise of z (None:
+        z = mu).
       max_turns: see `__call__`.
 
     Returns:
@@ -490,7 +495,8 @@ class DialogTWRVAE(nn.Module):
     # H at the last turn is c, so q and p at c are those of that step.
     last = num_turns - 1
     mu, logvar = _take_step(mu_q, last), _take_step(logvar_q, last)
-    z = mu + jnp.exp(0.5 * logvar) * eps
+    eps = _entry(noise, 'eps')
+    z = mu if eps is None else mu + jnp.exp(0.5 * logvar) * eps
     return dict(
         kl_steps=kl_steps, kl=kl, z=z, mu=mu, logvar=logvar,
         prior_mu=_take_step(mu_p, last),
@@ -582,9 +588,31 @@ def packed_noise(model: DialogTWRVAE, batch: dict[str, Array],
   return noise
 
 
+def batch_noise(model: DialogTWRVAE, batch: dict[str, Array], keys: PRNGKey,
+                train: bool) -> dict[str, Array | None]:
+  """Each example's noise for `batch`, padded (`example_noise`) or packed
+  (`packed_noise`, for `packed_forward`): what `__call__` takes.
+
+  Args:
+    model: the model (its sizes and dropout rates).
+    batch: a `dialogue_data` batch, padded or packed (`pack_batch`).
+    keys: typed PRNG keys [B], one per example.
+    train: dropout masks are drawn only in training.
+  """
+  if 'ctx_tokens' in batch:
+    return packed_noise(model, batch, keys, train)
+  num_slots, utt_len = batch['context'].shape[1:]
+  return example_noise(
+      keys, num_turns=num_slots, utt_len=utt_len,
+      res_len=batch['response'].shape[1], emb_dim=model.emb_dim,
+      ctx_in=2 * model.utt_hidden + NUM_FLOORS, latent=model.latent,
+      emb_dropout=model.emb_dropout, ctx_dropout=model.ctx_dropout,
+      train=train)
+
+
 def packed_forward(
-    model: DialogTWRVAE, params, batch: dict[str, Array], keys: PRNGKey, *,
-    train: bool, max_turns: Array | None = None,
+    model: DialogTWRVAE, params, batch: dict[str, Array], noise: Noise = None,
+    *, max_turns: Array | None = None,
 ) -> dict[str, Array]:
   """`DialogTWRVAE.__call__` on a packed batch (`dialogue_data.pack_batch`).
 
@@ -600,8 +628,7 @@ def packed_forward(
     model: the model (its hyperparameters; the modules run on `params`).
     params: its parameters.
     batch: a packed batch.
-    keys: typed PRNG keys [B], one per example.
-    train: enables dropout.
+    noise: `packed_noise`'s dict (None: no dropout, z = mu).
     max_turns: see `DialogTWRVAE.__call__`.
 
   Returns:
@@ -612,13 +639,13 @@ def packed_forward(
   rows, slots = batch['ctx_last'].shape
   width = batch['ctx_tokens'].shape[1]
   num_ctx = batch['ctx_tokens'].shape[0]
-  noise = packed_noise(model, batch, keys, train)
+  entry = functools.partial(_entry, noise)
   embed = lambda tokens, keep: model.apply(
       variables, tokens, keep, method=lambda m, t, k: m._embed(t, k))  # pylint: disable=protected-access
 
   # Utterance encoder: context lanes and response lanes (x) together.
-  e = jnp.concatenate([embed(batch['ctx_tokens'], noise['ctx_emb_keep']),
-                       embed(batch['res_targets'], noise['x_emb_keep'])])
+  e = jnp.concatenate([embed(batch['ctx_tokens'], entry('ctx_emb_keep')),
+                       embed(batch['res_targets'], entry('x_emb_keep'))])
   res_row = batch['res_row']
   item = jnp.concatenate(
       [batch['ctx_item'], jnp.where(res_row >= 0, rows * slots + res_row, -1)])
@@ -642,8 +669,8 @@ def packed_forward(
   u_x = encodings(num_ctx * width + batch['res_last'],
                   batch['response_len'] - 1)
   c, h = model.apply(variables, u, batch['floors'], batch['num_turns'],
-                     noise['ctx_keep'], method=DialogTWRVAE.context_states)
-  out = model.apply(variables, u_x, c, h, batch['num_turns'], noise['eps'],
+                     noise, method=DialogTWRVAE.context_states)
+  out = model.apply(variables, u_x, c, h, batch['num_turns'], noise,
                     max_turns, method=DialogTWRVAE.kl_and_z)
 
   # Decoder: each response from its row's [z; c].
@@ -651,7 +678,7 @@ def packed_forward(
   row = jnp.maximum(res_row, 0)
   h0 = jnp.concatenate([out['z'], c], axis=-1)[row]
   (h_dec,) = _segment_grus([
-      (params['dec_rnn'], embed(batch['res_inputs'], noise['dec_keep']),
+      (params['dec_rnn'], embed(batch['res_inputs'], entry('dec_keep')),
        _starts(res_row), h0)], model.dtype)
   logits = model.apply(variables, h_dec, method=lambda m, x: m.out(x))
   ce = optax.softmax_cross_entropy_with_integer_labels(  # As token_nll's.

@@ -19,7 +19,6 @@ Average/Extrema/Greedy and distinct-n in two labelled sections:
 responses) next to the checkpoints.
 """
 
-import json
 import os
 import time
 from typing import Any
@@ -166,8 +165,7 @@ def write_result(result: dict[str, Any], workdir: str) -> tuple[str, str]:
   metrics_path = os.path.join(workdir, f'eval_{split}.json')
   samples_path = os.path.join(workdir, f'samples_{split}.jsonl')
   body = {k: v for k, v in result.items() if k != '_samples'}
-  files.write_atomic(samples_path, ''.join(
-      json.dumps(row) + '\n' for row in result['_samples']))
+  files.write_jsonl(samples_path, result['_samples'])
   files.write_json(metrics_path, body)
   return metrics_path, samples_path
 

@@ -24,7 +24,7 @@ from twr_jax import errors
 from twr_jax.core import config_checks
 from twr_jax.core import optim
 from twr_jax.core import parallel
-from twr_jax.core import prng
+from twr_jax.core import task as core_task
 from twr_jax.dialogue import data as dialogue_data
 from twr_jax.dialogue import evaluation as dialogue_evaluation
 from twr_jax.dialogue import losses as dialogue_losses
@@ -38,7 +38,8 @@ ConfigError = errors.ConfigError
 
 CHOICES = {
     **config_checks.SHARED_CHOICES,
-    'data.format': ('switchboard', 'dailydialog'),
+    'data.format': dialogue_data.FORMATS,
+    'data.source': dialogue_data.SOURCES,
     'model.kl_mask': ('valid', 'padded'),
 }
 POSITIVE_INTS = (
@@ -63,7 +64,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0.0 <= value < 1.0:
       raise ConfigError(f'config.{field} = {value!r}: must be in [0, 1)')
   config_checks.check_optimiser(config)
-  if not config.data.dir:
+  if config.data.source == 'files' and not config.data.dir:
     raise ConfigError('config.data.dir is empty: set it to the folder holding'
                       f' the {config.data.format} files')
   if '{split}' not in config.data.file_pattern:
@@ -98,10 +99,10 @@ def init_params(model: dialogue_model.DialogTWRVAE, key: PRNGKey,
   `word_vectors=False` skips the file (a restore template needs shapes only).
   """
   b = dummy_batch(config)
-  keys = prng.example_keys(key, jnp.zeros((1,), jnp.int32), 0)
+  # Parameters depend on the 'params' key only, not on the noise.
   params = jax.jit(lambda k: model.init(
       {'params': k}, b['context'], b['context_lens'], b['floors'],
-      b['num_turns'], b['response'], b['response_len'], keys, train=False,
+      b['num_turns'], b['response'], b['response_len'],
   ))(key)['params']
   path = config.model.word_vectors
   if path and word_vectors:
@@ -123,36 +124,25 @@ def make_train_step(model: dialogue_model.DialogTWRVAE,
                     kl_weight: Callable[[Array], Array]) -> Callable:
   """The pure train step `(state, batch, key, *, axis_name)` (SPEC B.4-B.5).
 
-  Same contract as `train.make_train_step`: gradients and metric sums are
-  psum-med over `axis_name`; metric sums are over examples: 'loss', 'rec',
-  'kl_twr' (the timestep-wise KL of the objective), 'kl' (KL(q || p) at the
-  final context state, the CVAE ELBO's KL), 'sentences' (examples),
-  'tokens'; plus 'beta' and 'grad_norm'.
+  Both tasks' `core.task.make_train_step`: gradients and metric sums are
+  psum-med over `axis_name`; metric sums are over examples
+  (`dialogue_losses.metric_sums`): 'loss', 'rec', 'kl_twr' (the
+  timestep-wise KL of the objective), 'kl' (KL(q || p) at the final context
+  state, the CVAE ELBO's KL), 'sentences' (examples), 'tokens'; plus 'beta'
+  and 'grad_norm'.
   """
   reduction = config.train.loss_reduction
 
-  def train_step(state, batch, key, *, axis_name=None):
-    w = batch['weights']
-    keys = prng.example_keys(key, batch['index'], state.step)
-    beta = kl_weight(state.step)
-    count = jnp.sum(w)
-    if axis_name is not None:
-      count = jax.lax.psum(count, axis_name)
+  def loss_fn(params, batch, keys, beta, count, axis_name):
+    return dialogue_losses.dialogue_loss(
+        model, params, batch, keys, beta, True, reduction,
+        max_turns=dialogue_losses.max_turns(batch, axis_name), count=count)
 
-    def loss_fn(params):
-      return dialogue_losses.dialogue_loss(
-          model, params, batch, keys, beta, True, reduction,
-          max_turns=dialogue_losses.max_turns(batch, axis_name), count=count)
-
-    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    sums = dialogue_losses.metric_sums(aux, w, beta)
-    if axis_name is not None:
-      grads, sums = jax.lax.psum((grads, sums), axis_name)
-    state = state.apply_gradients(grads=grads)
-    return state, dict(sums, beta=beta,
-                       grad_norm=optax.tree_utils.tree_norm(grads))
-
-  return train_step
+  return core_task.make_train_step(
+      loss_fn,
+      lambda aux, batch, beta: dialogue_losses.metric_sums(
+          aux, batch['weights'], beta),
+      kl_weight)
 
 
 class DialogueTask:

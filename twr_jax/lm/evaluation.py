@@ -55,7 +55,9 @@ def make_eval_step(model: models.TWRVAE, config: ml_collections.ConfigDict):
     del axis_name  # Per-sentence outputs need no collective.
     tokens, lengths = batch['tokens'], batch['lengths']
     keys = prng.example_keys(key, batch['index'])
-    out = model.apply({'params': params}, tokens, lengths, keys, train=False)
+    noise = models.example_noise(keys, tokens.shape[1], model.emb_dim,
+                                 model.latent, model.dropout, train=False)
+    out = model.apply({'params': params}, tokens, lengths, noise)
     mu, logvar = out['mu'], out['logvar']
     kl_t = losses.gaussian_kl(mu, logvar)  # [B, T]
     t = jnp.arange(tokens.shape[1])

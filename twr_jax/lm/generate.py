@@ -156,5 +156,5 @@ def generate_command(workdir: str, step: int | str,
       sentences=sentences)
   path = os.path.join(workdir,
                       f"samples_{options['mode']}_{options['decode']}.txt")
-  files.write_atomic(path, '\n'.join(lines) + '\n')
+  files.write_lines(path, lines)
   return '\n'.join(lines)

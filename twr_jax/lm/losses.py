@@ -6,6 +6,7 @@ and the batch reduction, with the baselines' variants (free bits, BN-VAE).
 """
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from twr_jax.core import losses
@@ -31,7 +32,8 @@ def lm_loss(model: models.TWRVAE, config: ml_collections.ConfigDict, params,
     model, config: the model and run config.
     params: the parameters to differentiate.
     batch: 'tokens' <i32>[B, T], 'lengths' <i32>[B], 'weights' <f32>[B].
-    keys: typed PRNG keys [B], one per sentence.
+    keys: typed PRNG keys [B], one per sentence: its dropout masks and
+      epsilon (`models.example_noise`).
     beta: the KL weight.
     count: the global number of real sentences ('mean' reduction).
     axis_name: the collective axis under pmap.
@@ -53,7 +55,9 @@ def lm_loss(model: models.TWRVAE, config: ml_collections.ConfigDict, params,
     window_mask = jax.vmap(losses.kl_window_mask, in_axes=(0, None, None))(
         kl_lengths, tokens.shape[1], window)
     bn = dict(bn_mask=window_mask & (w > 0)[:, None], axis_name=axis_name)
-  out = model.apply({'params': params}, tokens, lengths, keys, train=True,
+  noise = models.example_noise(keys, tokens.shape[1], model.emb_dim,
+                               model.latent, model.dropout, train=True)
+  out = model.apply({'params': params}, tokens, lengths, noise,
                     z_lengths=z_lengths, **bn)
   rec = losses.token_nll(out['logits'], tokens[:, 1:], lengths)
   kl = losses.masked_kl(out['mu'], out['logvar'], kl_lengths, window)
@@ -70,3 +74,18 @@ def lm_loss(model: models.TWRVAE, config: ml_collections.ConfigDict, params,
   if 'bn_stats' in out:
     aux['bn_stats'] = out['bn_stats']
   return loss, aux
+
+
+def metric_sums(aux: dict[str, Array], batch: dict[str, Array],
+                beta: Array) -> dict[str, Array]:
+  """The train step's metric sums over sentences (divide on the host):
+  'loss' (the objective optimised, at this beta), 'rec', 'kl_twr' (the
+  timestep-wise KL, without free bits), 'kl' (KL of the posterior z is drawn
+  from), 'sentences', 'tokens' (scored targets, EOS included)."""
+  w = batch['weights']
+  rec, kl = aux['rec'], aux['kl']
+  return dict(
+      loss=jnp.sum(w * (rec + beta * aux['kl_obj'])), rec=jnp.sum(w * rec),
+      kl_twr=jnp.sum(w * kl), kl=jnp.sum(w * aux['kl_z']),
+      sentences=jnp.sum(w), tokens=jnp.sum(w * (batch['lengths'] - 1)),
+  )

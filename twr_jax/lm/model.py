@@ -13,7 +13,10 @@ per sentence instead of once per step.
 
 Noise is explicit: every random draw of a sentence (dropout masks, the
 reparameterisation epsilon) comes from that sentence's own key, so results do
-not depend on how a batch is split across devices.
+not depend on how a batch is split across devices. The caller draws it
+(`example_noise`) and passes the dict as the methods' one `noise` argument;
+None, or an entry that is missing or None, means no dropout (and, for 'eps',
+z at the posterior mean).
 """
 
 from typing import Any
@@ -30,6 +33,8 @@ PRNGKey = jax.Array
 
 CELLS = layers.CELLS
 Z_MODES = ('last', 'mean', 'sum')
+Noise = layers.Noise
+_entry = layers.noise_entry
 
 
 def example_noise(
@@ -267,30 +272,32 @@ class TWRVAE(nn.Module):
     e = table(tokens).astype(self.dtype) * (tokens != text.PAD)[..., None]
     return e if keep is None else e * keep.astype(e.dtype)
 
-  def encode(self, tokens: Array, enc_keep: Array | None = None,
+  def encode(self, tokens: Array, noise: Noise = None,
              bn_mask: Array | None = None, axis_name: str | None = None):
     """Per-step posteriors.
 
     Args:
       tokens: <i32>[B, T] BOS ... EOS then PAD.
-      enc_keep: optional <f32>[B, T, E] dropout multipliers.
+      noise: `example_noise`'s dict; its 'enc_keep' <f32>[B, T, E] dropout
+        multipliers are applied (None: no dropout).
       bn_mask, axis_name: BN-VAE only (see `__call__`); None: eval mode.
 
     Returns:
       (mu, logvar), each <f32>[B, T, Z]: q(z | x_{<=t}) for every t.
     """
-    mu, logvar, _ = self._posteriors(tokens, enc_keep, bn_mask, axis_name)
+    mu, logvar, _ = self._posteriors(tokens, noise, bn_mask, axis_name)
     return mu, logvar
 
-  def _posteriors(self, tokens, enc_keep, bn_mask, axis_name):
+  def _posteriors(self, tokens, noise, bn_mask, axis_name):
     """(mu, logvar, BN running-average update or None)."""
-    h = self.enc_rnn(self._embed(self.enc_embed, tokens, enc_keep))
+    h = self.enc_rnn(self._embed(self.enc_embed, tokens,
+                                 _entry(noise, 'enc_keep')))
     mu, stats = self.mu_head(h), None
     if self.bn_gamma is not None:
       mu, stats = self.mu_bn(mu, bn_mask, axis_name)
     return mu, self.logvar_head(h), stats
 
-  def decode(self, inputs: Array, z: Array, dec_keep: Array | None = None):
+  def decode(self, inputs: Array, z: Array, noise: Noise = None):
     """Teacher-forced decoder logits.
 
     Args:
@@ -298,19 +305,20 @@ class TWRVAE(nn.Module):
       z: <f32>[B, Z]; or <f32>[B, C, Z], C latent samples per sentence
         (IW-NLL), whose decodes share the inputs' embedding and input
         projection (computed once per sentence, not C times).
-      dec_keep: optional <f32>[B, T', E] dropout multipliers.
+      noise: `example_noise`'s dict; its 'dec_keep' <f32>[B, T', E] dropout
+        multipliers are applied (None: no dropout).
 
     Returns:
       <f32>[B', T', V] logits of x_1 .. x_{T'}; B' = B, or B * C with row
       b * C + c for sample c of sentence b.
     """
-    return self.out(self.decode_hidden(inputs, z, dec_keep))
+    return self.out(self.decode_hidden(inputs, z, noise))
 
   def decode_hidden(self, inputs: Array, z: Array,
-                    dec_keep: Array | None = None) -> Array:
+                    noise: Noise = None) -> Array:
     """The decoder RNN's outputs <f32>[B', T', H], before the output layer
     (arguments as `decode`)."""
-    e = self._embed(self.dec_embed, inputs, dec_keep)
+    e = self._embed(self.dec_embed, inputs, _entry(noise, 'dec_keep'))
     h0 = self.z_to_h0(z.reshape(-1, z.shape[-1]))
     return self.dec_rnn.run(e, self.dec_rnn.initial_carry(h0), x_const=z)[1]
 
@@ -333,8 +341,8 @@ class TWRVAE(nn.Module):
     carry, h = self.dec_rnn.run(e, carry, x_const=z)
     return carry, self.out(h[:, 0])
 
-  def __call__(self, tokens: Array, lengths: Array, keys: PRNGKey, *,
-               train: bool, bn_mask: Array | None = None,
+  def __call__(self, tokens: Array, lengths: Array, noise: Noise = None, *,
+               bn_mask: Array | None = None,
                axis_name: str | None = None,
                z_lengths: Array | None = None) -> dict[str, Any]:
     """Encodes, samples z and decodes (teacher forcing).
@@ -342,8 +350,9 @@ class TWRVAE(nn.Module):
     Args:
       tokens: <i32>[B, T] BOS ... EOS then PAD.
       lengths: <i32>[B] tokens per sentence including BOS and EOS.
-      keys: typed PRNG keys [B], one per sentence (dropout and epsilon).
-      train: enables dropout.
+      noise: `example_noise(keys, T, ...)`'s dict: 'eps' <f32>[B, T, Z] and
+        the dropout multipliers 'enc_keep', 'dec_keep' (None or missing: no
+        dropout; without 'eps', z is the mean of the Gaussian it follows).
       bn_mask: BN-VAE training only: <bool>[B, T] the positions whose batch
         statistics normalise mu (the train step passes the KL window of the
         real sentences); None uses the running averages (eval mode).
@@ -359,15 +368,13 @@ class TWRVAE(nn.Module):
       'z_mu', 'z_logvar' <f32>[B, Z] the Gaussian z follows; with BN-VAE in
       training, 'bn_stats' (see `MuBatchNorm`).
     """
-    noise = example_noise(
-        keys, tokens.shape[1], self.emb_dim, self.latent, self.dropout, train
-    )
-    mu, logvar, stats = self._posteriors(tokens, noise['enc_keep'], bn_mask,
-                                         axis_name)
+    mu, logvar, stats = self._posteriors(tokens, noise, bn_mask, axis_name)
     z_lengths = lengths if z_lengths is None else z_lengths
-    z = sample_z(mu, logvar, z_lengths, noise['eps'], self.z_mode)
     z_mu, z_logvar = pool_posterior(mu, logvar, z_lengths, self.z_mode)
-    logits = self.decode(tokens[:, :-1], z, noise['dec_keep'])
+    eps = _entry(noise, 'eps')
+    z = z_mu if eps is None else sample_z(mu, logvar, z_lengths, eps,
+                                          self.z_mode)
+    logits = self.decode(tokens[:, :-1], z, noise)
     out = dict(logits=logits, mu=mu, logvar=logvar, z=z, z_mu=z_mu,
                z_logvar=z_logvar)
     if stats is not None:

@@ -23,7 +23,7 @@ from twr_jax.core import layers
 from twr_jax.core import losses
 from twr_jax.core import optim
 from twr_jax.core import parallel
-from twr_jax.core import prng
+from twr_jax.core import task as core_task
 from twr_jax.core import text
 from twr_jax.lm import data as datasets
 from twr_jax.lm import evaluation as lm_evaluation
@@ -111,10 +111,8 @@ def init_params(model: models.TWRVAE, key: PRNGKey):
   """Initial parameters (PyTorch-style init, see lm/model.py)."""
   tokens = jnp.array([[text.BOS, text.EOS, text.PAD]], jnp.int32)
   lengths = jnp.array([2], jnp.int32)
-  keys = prng.example_keys(key, jnp.zeros((1,), jnp.int32), 0)
-  return jax.jit(functools.partial(model.init, train=False))(
-      {'params': key}, tokens, lengths, keys
-  )['params']
+  # Parameters depend on the 'params' key only, not on the noise.
+  return jax.jit(model.init)({'params': key}, tokens, lengths)['params']
 
 
 def create_train_state(model: models.TWRVAE, tx: optax.GradientTransformation,
@@ -130,45 +128,16 @@ def make_train_step(model: models.TWRVAE, config: ml_collections.ConfigDict,
 
   The step computes the paper's objective, sum over sentences of
   rec + beta * timestep-wise KL (SPEC A.4), or its per-sentence mean, or a
-  baseline's variant of it (`lm_losses.lm_loss`). Under
-  pmap each device holds part of the batch: gradients and metric sums are
-  `psum`-med over `axis_name`, which makes the update equal to the one for the
-  whole batch on one device (for 'mean' the divisor is the global count).
-
-  Metrics are sums over sentences (divide on the host): 'loss' (the objective
-  optimised, at this beta), 'rec', 'kl_twr' (the timestep-wise KL, without
-  free bits), 'kl' (KL of the posterior z is drawn from), 'sentences',
-  'tokens' (scored targets, EOS included); plus 'beta' and 'grad_norm'.
+  baseline's variant of it (`lm_losses.lm_loss`); the step itself is both
+  tasks' `core.task.make_train_step` (psum-med gradients and sums under
+  pmap). Metrics are `lm_losses.metric_sums` plus 'beta' and 'grad_norm'.
   """
 
-  def train_step(state: train_state.TrainState, batch: dict[str, Array],
-                 key: PRNGKey, *, axis_name: str | None = None):
-    lengths, w = batch['lengths'], batch['weights']
-    keys = prng.example_keys(key, batch['index'], state.step)
-    beta = kl_weight(state.step)
-    count = jnp.sum(w)
-    if axis_name is not None:
-      count = jax.lax.psum(count, axis_name)
-
-    loss_fn = functools.partial(lm_losses.lm_loss, model, config, batch=batch, keys=keys,
-                                beta=beta, count=count, axis_name=axis_name)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, aux), grads = grad_fn(state.params)
-    rec, kl = aux['rec'], aux['kl']
-    sums = dict(
-        loss=jnp.sum(w * (rec + beta * aux['kl_obj'])), rec=jnp.sum(w * rec),
-        kl_twr=jnp.sum(w * kl), kl=jnp.sum(w * aux['kl_z']),
-        sentences=jnp.sum(w), tokens=jnp.sum(w * (lengths - 1)),
-    )
-    if axis_name is not None:
-      grads, sums = jax.lax.psum((grads, sums), axis_name)
-    state = state.apply_gradients(grads=grads)
-    # BN-VAE: the running averages are set, not learnt (models.MuBatchNorm).
-    state = state.replace(
-        params=models.with_bn_stats(state.params, aux.get('bn_stats')))
-    return state, dict(sums, beta=beta, grad_norm=optax.tree_utils.tree_norm(grads))
-
-  return train_step
+  return core_task.make_train_step(
+      functools.partial(lm_losses.lm_loss, model, config),
+      lm_losses.metric_sums, kl_weight,
+      # BN-VAE: the running averages are set, not learnt (models.MuBatchNorm).
+      lambda params, aux: models.with_bn_stats(params, aux.get('bn_stats')))
 
 
 class LMTask:

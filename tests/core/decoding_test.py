@@ -7,7 +7,6 @@ import numpy as np
 from twr_jax.core import decoding
 
 
-
 def test_argmax_equals_jnp_argmax_with_ties_nan_and_inf():
   x = np.asarray(jax.random.normal(jax.random.key(0), (3, 5, 257)))
   x = np.round(x, 1)  # Many ties: the lowest index must win.
