@@ -154,8 +154,7 @@ def test_replicated_state_has_the_pmap_steps_output_sharding():
 
 
 def test_bfloat16_trains_resumes_exactly_and_every_lm_evaluator_runs(tmp_path):
-  # One padded length (all sentences <= 21 tokens): one shape per program.
-  config = tiny_config('bfloat16', **{'data.bucket_size': 24})
+  config = tiny_config('bfloat16')
   full, resumed = str(tmp_path / 'full'), str(tmp_path / 'resumed')
   want = train.train_and_evaluate(config, full)
   assert train.train_and_evaluate(config, resumed, stop_at_step=5) == {}
