@@ -21,6 +21,12 @@ from tests import train_test
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def config():
+  """The tiny config with one padded length. Both processes compile every
+  program at once and find nothing cached, so each extra shape costs twice."""
+  return train_test.tiny_config(**train_test.ONE_BUCKET)
+
+
 def _free_port():
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
@@ -51,7 +57,7 @@ def test_two_processes_equal_one_process_with_four_devices(tmp_path):
     assert p.returncode == 0, log[-4000:]
 
   # (1) The hand-run steps: both processes hold the 4-device parameters.
-  want = train_test.run_steps(train_test.tiny_config(), num_steps=3)
+  want = train_test.run_steps(config(), num_steps=3)
   flat = {jax.tree_util.keystr(k): v
           for k, v in jax.tree_util.tree_flatten_with_path(want)[0]}
   for out in outs:
@@ -61,10 +67,10 @@ def test_two_processes_equal_one_process_with_four_devices(tmp_path):
 
   # (2) train_and_evaluate across hosts writes the 4-device run's checkpoint.
   single = str(tmp_path / 'single')
-  config = train_test.tiny_config()
+  c = config()
   from twr_jax import train  # pylint: disable=g-import-not-at-top
-  train.train_and_evaluate(config, single)
+  train.train_and_evaluate(c, single)
   (p_multi, s_multi), (p_single, s_single) = (
-      train_test.final_params(config, w) for w in (shared, single))
-  assert s_multi == s_single == config.train.num_steps
+      train_test.final_params(c, w) for w in (shared, single))
+  assert s_multi == s_single == c.train.num_steps
   chex.assert_trees_all_close(p_multi, p_single, atol=1e-5, rtol=1e-5)

@@ -22,6 +22,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from tests import multihost_test  # pylint: disable=g-import-not-at-top
 from tests import train_test  # pylint: disable=g-import-not-at-top
 from twr_jax import train  # pylint: disable=g-import-not-at-top
 from twr_jax.core import parallel  # pylint: disable=g-import-not-at-top
@@ -32,10 +33,10 @@ def main(port, process_id, num_processes, workdir, out):
       coordinator_address=f'127.0.0.1:{port}', num_processes=num_processes,
       process_id=process_id)
   assert jax.device_count() == 2 * num_processes
-  params = train_test.run_steps(train_test.tiny_config(), num_steps=3)
+  params = train_test.run_steps(multihost_test.config(), num_steps=3)
   flat = jax.tree_util.tree_flatten_with_path(params)[0]
   np.savez(out, **{jax.tree_util.keystr(k): v for k, v in flat})
-  train.train_and_evaluate(train_test.tiny_config(), workdir)
+  train.train_and_evaluate(multihost_test.config(), workdir)
   assert parallel.make_layout('auto').mode == 'pmap'
   jax.distributed.shutdown()
 

@@ -15,18 +15,26 @@ def test_readme_library_example_runs(tmp_path):
   section = readme[readme.index('## Using it as a library'):]
   code = re.search(r'```python\n(.*?)```', section, re.S).group(1)
   assert 'train_and_evaluate' in code and 'evaluate_run' in code
-  # Same code, smaller and in a temporary folder, so that the test is quick.
+  # Same code, in a temporary folder and at the size of train_test's
+  # tiny_config(**ONE_BUCKET), so that the test is quick: generate_test and
+  # multihost_test train that config too, so the session's compilation cache
+  # may already hold its programs.
   code = code.replace('/tmp/twr_lib', str(tmp_path / 'lib'))
-  code = code.replace('num_steps = 300', 'num_steps = 20').replace(
+  code = code.replace('num_steps = 300', 'num_steps = 8').replace(
       'iw_samples=50', 'iw_samples=3')
   code = code.replace(
       "config = synthetic.get_config('twr')\n",
       "config = synthetic.get_config('twr')\n"
-      'config.data.synthetic.update(num_train=200, num_valid=40, num_test=40)\n'
-      'config.model.update(emb_dim=8, hidden=16, latent=4)\n')
+      'config.data.synthetic.update(num_train=96, num_valid=32, num_test=32)\n'
+      'config.data.bucket_size = 24\n'
+      'config.model.update(emb_dim=8, hidden=16, latent=4)\n'
+      'config.train.update(batch_size=16, log_every_steps=2,'
+      ' eval_every_steps=4)\n'
+      'config.eval.update(batch_size=16, mi_group_size=8)\n')
+  assert all(s in code for s in ('num_steps = 8', 'iw_samples=3', 'num_train'))
   namespace = {}
   exec(compile(code, 'README.md', 'exec'), namespace)  # pylint: disable=exec-used
-  assert namespace['results']['valid']['sentences'] == 40
+  assert namespace['results']['valid']['sentences'] == 32
 
 
 def test_wheel_holds_package_configs_launchers_and_entry_points(tmp_path):
