@@ -118,7 +118,7 @@ def test_relative_workdir_and_data_dir_are_saved_absolute(run):
 def test_log_lines_go_to_train_log_across_reruns(run):
   text = (run['base'] / 'run' / 'train.log').read_text()
   assert text.count('step 4/4') == 1  # Trained once...
-  assert text.count('Final evaluation at step 4') == 1  # ...evaluated twice.
+  assert text.count('step 4 final test:') == 1  # ...evaluated twice.
   assert 'final evaluation failed' in text
 
 

@@ -425,8 +425,10 @@ def _loop(config, workdir, task, layout, state, ckpt, log, start, total_steps,
     for split, result in results.items():
       log.write(dict(result, step=total_steps, split=split))
   offer_best(total_steps, results['valid'])
-  logging.info('Final evaluation at step %d:\n%s', total_steps,
-               format_table(results))
+  # One line per split, like the periodic evaluations; the launcher prints
+  # the table (`format_table`) on stdout.
+  for split, result in results.items():
+    logging.info('step %d final %s: %s', total_steps, split, _fmt(result))
   return results
 
 
