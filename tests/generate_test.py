@@ -182,11 +182,16 @@ def test_decode_responses_tail_and_prefix(dd_run):
   assert (tail[ended] != dialogue_data.PAD).any()
 
 
-def test_evaluator_gives_the_paper_metrics_full_decodes(dd_run, monkeypatch):
+def test_evaluator_gives_the_paper_metrics_full_decodes(dd_run, monkeypatch,
+                                                       tmp_path):
   """Audit (SPEC B.7): the paper metrics receive every decoded token, </s>
-  and the post-</s> tail included; before, `vocab.decode` cut each
-  hypothesis at </s> and dropped <pad>/<s>, so paper BLEU lost its </s>
-  unigram and paper BOW scored cut decodes."""
+  and, when the BOW metrics are computed, the post-</s> tail included;
+  before, `vocab.decode` cut each hypothesis at </s> and dropped <pad>/<s>,
+  so paper BLEU lost its </s> unigram and paper BOW scored cut decodes."""
+  run = tasks.load_run(dd_run)
+  vectors = tmp_path / 'vectors.txt'
+  vectors.write_text(''.join(f'{w} 0.5 {i % 3 - 1}\n'
+                             for i, w in enumerate(run.vocab.tokens[4:])))
   seen = {}
   real = dialogue_metrics.score_responses
 
@@ -196,9 +201,9 @@ def test_evaluator_gives_the_paper_metrics_full_decodes(dd_run, monkeypatch):
 
   monkeypatch.setattr(dialogue_metrics, 'score_responses', spy)
   result = dialogue_eval.evaluate_run(dd_run, 'test', num_samples=3,
-                                      max_len=10, max_contexts=8)
+                                      max_len=10, max_contexts=8,
+                                      word_vectors=str(vectors))
   assert result['paper_tail'] is True
-  run = tasks.load_run(dd_run)
   examples = dialogue_data.eval_examples(
       dialogue_data.read_split(run.config, 'test'), run.vocab, 5, 12)[:8]
   key = jax.random.fold_in(jax.random.key(run.config.seed), 3)

@@ -173,16 +173,18 @@ def test_plot_workdirs_defaults_to_workdir_and_labels(tmp_path):
 
 
 def test_optional_dependencies_stay_optional():
-  # Only twr_jax.core.plots may import matplotlib (nltk and rouge-score are
-  # runtime dependencies: BLEU and ROUGE). And without matplotlib,
-  # twr_jax.core.plots says how to get it.
+  # Only twr_jax.core.plots may import matplotlib. nltk and rouge-score are
+  # runtime dependencies (BLEU and ROUGE), imported where a score is
+  # computed: nltk pulls in scipy.stats, over half of a launcher's start-up.
+  # And without matplotlib, twr_jax.core.plots says how to get it.
   code = '''
 import importlib, pkgutil, sys
 import twr_jax
 for module in pkgutil.walk_packages(twr_jax.__path__, 'twr_jax.'):
   if module.name != 'twr_jax.core.plots':
     importlib.import_module(module.name)
-loaded = sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib'})
+loaded = sorted({m.split('.')[0] for m in sys.modules}
+                & {'matplotlib', 'nltk', 'rouge_score', 'scipy'})
 assert not loaded, loaded
 sys.modules['matplotlib'] = None  # Makes `import matplotlib` fail.
 try:

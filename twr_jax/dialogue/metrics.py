@@ -21,13 +21,13 @@ sklearn's for dense arrays (sklearn is not needed).
 from collections import Counter
 from collections.abc import Callable, Sequence
 from fractions import Fraction
+import functools
 import json
 import math
 import os
 from typing import Any
 
 from absl import logging
-from nltk.translate import bleu_score as nltk_bleu
 import numpy as np
 
 from twr_jax import errors
@@ -46,7 +46,18 @@ BOW_SKIPPED = 'skipped: no embedding file'
 _BLEU_WEIGHTS = (1 / 3, 1 / 3, 1 / 3)
 # SmoothingFunction()'s default k, the constant of smoothing method 4.
 _METHOD4_K = 5
-_SMOOTHING = nltk_bleu.SmoothingFunction()
+
+
+@functools.cache
+def _nltk_method7() -> tuple[Callable[..., float], Callable[..., Any]]:
+  """nltk's (sentence_bleu, SmoothingFunction().method7), imported once.
+
+  Imported on first use, not with this module: nltk pulls in scipy.stats,
+  over half of the import time of `twr_jax.tasks`, which every launcher
+  pays even when it computes no BLEU.
+  """
+  from nltk.translate import bleu_score  # pylint: disable=g-import-not-at-top
+  return bleu_score.sentence_bleu, bleu_score.SmoothingFunction().method7
 
 Tokens = Sequence[str]
 
@@ -126,9 +137,10 @@ def _bleu(references: list[list[str]], hypothesis: list[str],
           impl: str) -> float:
   """The BLEU core of `sentence_bleu` and `multi_sentence_bleu`."""
   if impl == 'nltk_modern':
-    return float(nltk_bleu.sentence_bleu(
+    nltk_sentence_bleu, method7 = _nltk_method7()
+    return float(nltk_sentence_bleu(
         references, hypothesis, weights=_BLEU_WEIGHTS,
-        smoothing_function=_SMOOTHING.method7))
+        smoothing_function=method7))
   # NLTK 3.5's arithmetic, with its Fraction/float mix (see sentence_bleu).
   counts = [_modified_precision(references, hypothesis, n)
             for n in range(1, len(_BLEU_WEIGHTS) + 1)]

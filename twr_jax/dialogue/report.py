@@ -1,13 +1,13 @@
 """The dialogue evaluation of a trained run (SPEC B.6-B.8).
 
 For every test context: 10 responses from the prior p(z | c), greedy, 40
-steps, decoded for many contexts at once (one jitted `decode_responses` call
-per `eval.sample_batch_size` contexts, keeping the tokens after `</s>` that
-the paper BOW reads; with `paper_tail=False`, `sample_responses`, which
-stops once every response has ended; the context turns are encoded
-beforehand, packed by length, `pack_utterances`); then BLEU-R/P/F1, BOW
-embedding
-Average/Extrema/Greedy and distinct-n in two labelled sections:
+steps, decoded for many contexts at once (one jitted call per
+`eval.sample_batch_size` contexts; the context turns are encoded beforehand,
+packed by length, `pack_utterances`): `sample_responses`, which stops once
+every response has ended, or, when the BOW metrics are computed,
+`decode_responses`, which keeps the tokens after `</s>` that the paper BOW
+reads (`paper_tail`); then BLEU-R/P/F1, BOW embedding Average/Extrema/Greedy
+and distinct-n in two labelled sections:
 
   paper     the original's arithmetic (DialogWAE's Metrics with NLTK 3.5,
             SPEC B.7), to compare with the paper's Table 5;
@@ -70,11 +70,14 @@ def evaluate_run(
       context of the whole split.
     compute_dtype: overrides the run's `train.compute_dtype` (None: the
       run's).
-    paper_tail: decode every response `max_len` steps, keeping what the
-      decoder produces after `</s>` (SPEC B.6), which the paper section's
-      BOW Extrema and Greedy read (SPEC B.7). False stops each response at
+    paper_tail: when the BOW metrics are computed (word vectors given),
+      decode every response `max_len` steps, keeping what the decoder
+      produces after `</s>` (SPEC B.6), which the paper section's BOW
+      Extrema and Greedy read (SPEC B.7). False stops each response at
       `</s>` (faster); the paper BOW then sees `<pad>` there instead and no
-      longer equals the original's. No other number changes.
+      longer equals the original's. No other metric reads the tail, so
+      without word vectors responses always stop at `</s>` (the result's
+      'paper_tail' says which was decoded).
 
   Returns:
     A JSON-ready dict: 'paper' and 'standard' sections, 'notes', timings
@@ -112,6 +115,9 @@ def evaluate_run(
     examples = examples[:max_contexts]
     multi = multi[:max_contexts] if multi is not None else None
 
+  # Only the paper BOW reads the tokens after </s>; decoding them costs
+  # every row all `max_len` steps (no early stop, no row compaction).
+  paper_tail = paper_tail and bool(word_vectors)
   start = time.time()
   key = prng.run_key(config.seed, prng.SAMPLE)
   tokens, _ = dialogue_decoding.sample_examples(

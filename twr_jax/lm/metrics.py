@@ -7,8 +7,9 @@ posterior statistics gathered from the device, so that the log-sum-exp over a
 batch and the variance over a whole split do not lose precision.
 """
 
+import functools
+
 import numpy as np
-from rouge_score import rouge_scorer
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -112,8 +113,13 @@ class _WhitespaceTokenizer:
     return text.split()
 
 
-_ROUGE = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=False,
-                                  tokenizer=_WhitespaceTokenizer())
+@functools.cache
+def _rouge_scorer():
+  # Built on first use: rouge-score imports nltk, which pulls in scipy.stats,
+  # over half of a launcher's import time, for interpolation alone.
+  from rouge_score import rouge_scorer  # pylint: disable=g-import-not-at-top
+  return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=False,
+                                 tokenizer=_WhitespaceTokenizer())
 
 
 def rouge_scores(reference: str, hypothesis: str) -> dict[str, float]:
@@ -131,5 +137,5 @@ def rouge_scores(reference: str, hypothesis: str) -> dict[str, float]:
   Returns:
     {'rouge1': f, 'rouge2': f, 'rougeL': f}, each F1 in [0, 1].
   """
-  scores = _ROUGE.score(reference, hypothesis)
+  scores = _rouge_scorer().score(reference, hypothesis)
   return {key: scores[key].fmeasure for key in ROUGE_TYPES}

@@ -22,7 +22,6 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-from nltk.translate import bleu_score
 import numpy as np
 
 from twr_jax.core import text
@@ -93,6 +92,9 @@ def scores(references: list[list[int]],
            hypotheses: list[list[int]]) -> dict[str, float]:
   """'bleu4' (corpus BLEU-4 of the words, EOS dropped) and 'token_accuracy'
   (see the module docstring) of `reconstruct`'s output."""
+  # Imported here: nltk pulls in scipy.stats, most of a launcher's import
+  # time, and only this function needs it.
+  from nltk.translate import bleu_score  # pylint: disable=g-import-not-at-top
   words = lambda ids: [str(i) for i in ids if i != text.EOS]
   with warnings.catch_warnings():
     # With no matching n-gram of some order the corpus BLEU is 0 by its
